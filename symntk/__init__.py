@@ -1,0 +1,21 @@
+"""symntk: exact infinite-width kernels of wide neural networks, derived symbolically.
+
+Importing symntk switches JAX to float64 (``jax_enable_x64``) because theory results are
+float64 by default; set the environment variable ``SYMNTK_X64=0`` before import to keep
+JAX's float32 default, and pass float32 arrays to get float32 results.
+"""
+import os
+
+import jax
+
+if os.environ.get("SYMNTK_X64", "1") != "0":
+    jax.config.update("jax_enable_x64", True)
+
+from .activation import Activation, activation  # noqa: E402
+from .errors import (ActivationError, ConvergenceError, CovarianceError, DerivationError,  # noqa: E402
+                     DivergentIntegralError, PrecisionWarning)
+from .gaussian import DualActivation, derive  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["Activation", "activation", "derive", "DualActivation", "ActivationError", "ConvergenceError",
+           "CovarianceError", "DerivationError", "DivergentIntegralError", "PrecisionWarning"]

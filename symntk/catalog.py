@@ -1,0 +1,26 @@
+"""The built-in catalog: activations with known duals (test oracles) and ones without."""
+
+CATALOG = {
+    "linear": "x",
+    "relu": "relu(x)",
+    "leaky_relu": "leaky_relu(x, 1/10)",
+    "abs": "abs(x)",
+    "sign": "sign(x)",
+    "step": "step(x)",
+    "erf": "erf(x)",
+    "gelu": "gelu(x)",
+    "x_erf": "x*erf(x)",
+    "sin": "sin(x)",
+    "cos": "cos(x)",
+    "exp": "exp(x)",
+    "gaussian": "exp(-x**2/2)",
+    **{f"x{k}": f"x**{k}" for k in range(2, 9)},
+    **{f"relu{k}": f"relu(x)**{k}" for k in range(2, 5)},
+    "tanh": "tanh(x)",
+    "sigmoid": "sigmoid(x)",
+    "softplus": "softplus(x)",
+    "silu": "silu(x)",
+    "elu": "elu(x)",
+    "selu": "selu(x)",
+    "mish": "mish(x)",
+}

@@ -1,0 +1,212 @@
+"""``derive(activation)`` → :class:`DualActivation`: V = E[φ(u)φ(v)], V̇ = E[φ'(u)φ'(v)].
+
+Strategies, tried in order and recorded in ``method`` (theory/lazy.md L1–L5):
+
+* ``closed-form`` — φ and φ' are polynomial × exp(quadratic) (or δ's): direct Gaussian integrals;
+* ``price``       — Price's-theorem descent with exact boundary terms (see :mod:`.price`);
+* ``hermite``     — Mehler series with a rigorous tail bound (see :mod:`.hermite`).
+"""
+from __future__ import annotations
+
+import pickle
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from .. import codegen
+from ..activation import Activation, activation as parse, x
+from ..errors import CovarianceError, DerivationError, DivergentIntegralError, PrecisionWarning
+from .hermite import DEFAULT_TERMS
+from .moments import c, q1, q2
+from .price import price_descent
+from .terms import Unsupported, decompose, diff_terms
+
+ENGINE_VERSION = 1
+RELATIVE_TOLERANCE = 1e-10
+
+
+@dataclass
+class DualActivation:
+    """The dual activation of φ and the code that evaluates it.
+
+    ``nngp_expr`` = V(q1, c, q2), ``ntk_expr`` = V̇(q1, c, q2) (SymPy, symbols q1, c, q2);
+    ``conditions`` are expressions that must be > 0 for the integrals to exist.
+    """
+
+    activation: Activation
+    method: str
+    nngp_expr: sp.Expr
+    ntk_expr: sp.Expr
+    order: int
+    steps: list = field(repr=False)
+    conditions: list = field(default_factory=list, repr=False)
+    n_terms: int = 0
+    key: str = ""
+
+    # ------------------------------------------------------------------ code
+    @property
+    def source(self) -> str:
+        """The generated JAX module (deterministic text)."""
+        return _render(self)
+
+    def module(self):
+        return codegen.load_module(self.key, self.source)
+
+    def emit(self, path) -> None:
+        """Write the generated module to ``path``."""
+        with open(path, "w") as f:
+            f.write(self.source)
+
+    def jax(self, checked: bool = True):
+        """``f(q1, c, q2) -> (V, V̇)``, broadcasting, jit-able, dtype following the inputs.
+
+        With ``checked=True`` concrete inputs are validated first (shapes, PSD-ness, the
+        convergence domain, and for ``hermite`` the error bound, which warns above 1e-10
+        relative).  Inside ``jax.jit`` use ``checked=False``.
+        """
+        mod = self.module()
+        if not checked:
+            return mod.dual
+        return lambda a, b, d: _checked_call(self, mod, a, b, d)
+
+    # ------------------------------------------------------------------ text
+    def latex(self) -> str:
+        """The derivation, step by step, as LaTeX (one equation per line, Markdown-friendly)."""
+        phi = self.activation.expr
+        out = [r"\varphi(x) = " + sp.latex(phi), r"\varphi'(x) = " + sp.latex(self.activation.derivative)]
+        out.append(r"\text{method: " + self.method + "}")
+        for title, e in self.steps:
+            out.append(r"\text{" + title + r"}:\quad " + (e if isinstance(e, str) else sp.latex(e)))
+        out.append(r"V_\varphi(q_1, c, q_2) = " + sp.latex(self.nngp_expr))
+        out.append(r"\dot V_\varphi(q_1, c, q_2) = " + sp.latex(self.ntk_expr))
+        for cond in self.conditions:
+            out.append(r"\text{converges where } " + sp.latex(cond) + " > 0")
+        return "\n".join(out)
+
+
+def _checked_call(dual, mod, a, b, d):
+    import jax.numpy as jnp
+
+    arrays = [np.asarray(v) for v in (a, b, d)]
+    try:
+        np.broadcast_shapes(*(v.shape for v in arrays))
+    except ValueError:
+        raise CovarianceError(f"q1, c, q2 shapes {[v.shape for v in arrays]} do not broadcast") from None
+    for name, v in zip(("q1", "c", "q2"), arrays):
+        if not np.all(np.isfinite(v)):
+            raise CovarianceError(f"{name} contains NaN or inf")
+    A, B, D = arrays
+    if np.any(A < 0) or np.any(D < 0):
+        raise CovarianceError("variances q1, q2 must be ≥ 0")
+    excess = np.abs(B) - np.sqrt(A * D)
+    if np.any(excess > 1e-6 * np.maximum(np.sqrt(A * D), 1e-300)):
+        raise CovarianceError(f"|c| exceeds √(q1 q2) by up to {excess.max():.3g}: not a covariance")
+    for cond in dual.conditions:
+        val = np.asarray(sp.lambdify((q1, c, q2), cond, "numpy")(A, B, D))
+        if np.any(val <= 0):
+            bad = np.argwhere(np.broadcast_to(val <= 0, val.shape))[0]
+            qa, qb = np.broadcast_to(A, val.shape)[tuple(bad)], np.broadcast_to(D, val.shape)[tuple(bad)]
+            raise DivergentIntegralError(
+                f"E[φ(u)φ(v)] for φ = {dual.activation.expr} diverges at q1 = {qa:g}, q2 = {qb:g}: "
+                f"it converges only where {cond} > 0")
+    if dual.method != "hermite":
+        return mod.dual(jnp.asarray(a), jnp.asarray(b), jnp.asarray(d))
+    V, Vdot, bound, bound_dot = mod.dual_with_bound(jnp.asarray(a), jnp.asarray(b), jnp.asarray(d))
+    rel = float(jnp.max(bound / jnp.maximum(jnp.abs(V), 1e-300)))
+    if rel > RELATIVE_TOLERANCE:
+        warnings.warn(f"Hermite series for {dual.activation.expr}: error bound {rel:.2g} relative exceeds "
+                      f"{RELATIVE_TOLERANCE:g} (large q or |ρ| → 1); derive with n_terms > {dual.n_terms}",
+                      PrecisionWarning, stacklevel=3)
+    return V, Vdot
+
+
+def _render(dual: DualActivation) -> str:
+    phi = dual.activation.expr
+    doc = (f"Dual activation of phi(x) = {sp.sstr(phi)}.\n\n"
+           f"Generated by symntk (engine {ENGINE_VERSION}), strategy: {dual.method}; key {dual.key}.\n"
+           "V = E[phi(u) phi(v)], Vdot = E[phi'(u) phi'(v)], (u, v) ~ N(0, [[q1, c], [c, q2]]).\n"
+           "Do not edit: regenerate with `symntk derive`.")
+    if dual.method == "hermite":
+        imports = ["from symntk.gaussian.hermite import mehler"]
+        fns = ["def phi(x):\n" + "\n".join(codegen.print_block([("y", phi)])) + "\n    return y",
+               "def dphi(x):\n" + "\n".join(codegen.print_block([("y", dual.activation.derivative)])) + "\n    return y",
+               f"def dual_with_bound(q1, c, q2):\n    \"\"\"(V, Vdot, bound_V, bound_Vdot): Mehler series, N = {dual.n_terms}.\"\"\"\n"
+               f"    return mehler(phi, dphi, q1, c, q2, n_terms={dual.n_terms})",
+               "def dual(q1, c, q2):\n    \"\"\"(V, Vdot) for broadcasting arrays q1, c, q2.\"\"\"\n"
+               "    V, Vdot, _, _ = dual_with_bound(q1, c, q2)\n    return V, Vdot"]
+    else:
+        body = codegen.print_block([("V", dual.nngp_expr), ("Vdot", dual.ntk_expr)])
+        imports = ["from symntk._numerics import clip_cov, safe_sqrt"]
+        fns = ["def dual(q1, c, q2):\n    \"\"\"(V, Vdot) for broadcasting arrays q1, c, q2.\"\"\"\n"
+               "    c = clip_cov(q1, c, q2)\n" + "\n".join(body) + "\n    return V, Vdot"]
+    return codegen.render_module(doc, imports, fns)
+
+
+def _closed_form(phi):
+    terms = decompose(phi)
+    V, k, steps, conds = price_descent(terms)
+    Vd, kd, steps_d, conds_d = price_descent(diff_terms(terms))
+    steps = [("V: " + t, e) for t, e in steps] + [("Vdot: " + t, e) for t, e in steps_d]
+    return V, Vd, k, steps, conds + conds_d, "closed-form" if k == 0 and kd == 0 else "price"
+
+
+def _growth_check(act):
+    f = sp.lambdify(x, act.expr, "mpmath")
+    import mpmath
+
+    for pt in (-1.0, 0.5, 2.0, -40.0, 40.0):
+        try:
+            v = complex(f(mpmath.mpf(pt)))
+        except (ValueError, ZeroDivisionError, TypeError, OverflowError):
+            v = complex("nan")
+        if not np.isfinite(v) or abs(v.imag) > 0:
+            raise DerivationError(f"φ = {act.expr} is not real and finite on all of R (at x = {pt}); "
+                                  "a Gaussian expectation needs φ defined everywhere")
+    for pt in (-60.0, 60.0):
+        v = abs(complex(f(mpmath.mpf(pt))))
+        if v > 0 and float(mpmath.log(v)) / pt**2 > 1e-2:
+            raise DivergentIntegralError(f"φ = {act.expr} grows like exp(a·x²) or faster (at x = {pt}); "
+                                         "E[φ(u)φ(v)] diverges for large q and no closed form was found")
+
+
+def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool = False) -> DualActivation:
+    """Derive the dual activation of ``act`` (an :class:`Activation` or a formula string).
+
+    Results are cached on disk (``cache=False`` neither reads nor writes; ``refresh=True``
+    re-derives and overwrites).  ``n_terms`` is the Hermite truncation N of the numerical
+    strategy.
+    """
+    act = parse(act)
+    key = codegen.expression_key(ENGINE_VERSION, act.expr, n_terms)
+    path = codegen.cache_dir() / f"dual_{key}.pkl"
+    if cache and not refresh and path.exists():
+        with open(path, "rb") as f:
+            d = pickle.load(f)
+        return DualActivation(act, **d)
+    try:
+        V, Vd, k, steps, conds, method = _closed_form(act.expr)
+        n = 0
+    except Unsupported as why:
+        if act.params:
+            raise DerivationError(f"no closed form for {act.expr} ({why}); bind the parameters "
+                                  f"{[p.name for p in act.params]} to numbers for the numerical strategy") from None
+        _growth_check(act)
+        n, k, conds, method = n_terms, 0, [], "hermite"
+        a = sp.Function("a")
+        nn = sp.Symbol("n", integer=True)
+        rho = c / sp.sqrt(q1 * q2)
+        V = sp.Sum(a(nn, q1) * a(nn, q2) * rho**nn, (nn, 0, n - 1))
+        Vd = sp.Sum((nn + 1) * a(nn + 1, q1) * a(nn + 1, q2) * rho**nn / sp.sqrt(q1 * q2), (nn, 0, n - 2))
+        steps = [("no closed form", str(why)),
+                 ("Hermite coefficients", r"a_n(q) = \mathbb{E}[\varphi(\sqrt{q} z)\, He_n(z)]/\sqrt{n!}"),
+                 ("truncation bound", r"|\rho|^{N}\sqrt{T(q_1)T(q_2)},\ T(q)=\mathbb{E}[\varphi(\sqrt q z)^2]-\sum_{n<N} a_n(q)^2")]
+    conds = list(dict.fromkeys(sp.factor(cd) for cd in conds if not (cd.is_number and cd > 0)))
+    d = dict(method=method, nngp_expr=V, ntk_expr=Vd, order=k, steps=steps, conditions=conds, n_terms=n, key=key)
+    if cache:
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(d, f)
+        tmp.replace(path)
+    return DualActivation(act, **d)

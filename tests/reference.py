@@ -1,0 +1,73 @@
+"""Independent references for E[f(u)g(v)], (u, v) ~ N(0, [[q1, c], [c, q2]]) (theory/lazy.md L1, L4).
+
+* ``one_point`` / ``boundary``: mpmath at 30 digits for the exact 1-D cases — c = 0 (product of
+  two 1-D integrals) and |c| = √(q1 q2) (the degenerate pair v = ±√(q2/q1) u).
+* ``double_quad``: nested adaptive Gauss–Kronrod (SciPy QUADPACK) in float64 with the kink of
+  piecewise activations as a breakpoint; returns the value and QUADPACK's error estimate,
+  which the tests add to their tolerance.
+"""
+from __future__ import annotations
+
+import math
+
+import mpmath as mp
+import numpy as np
+import sympy as sp
+from scipy import integrate
+
+from symntk.activation import x
+
+DPS = 30
+
+
+def _heaviside_free(expr):
+    return expr.replace(lambda e: isinstance(e, sp.Heaviside),
+                        lambda e: sp.Piecewise((1, e.args[0] > 0), (sp.Rational(1, 2), sp.Eq(e.args[0], 0)), (0, True)))
+
+
+def mp_function(expr):
+    return sp.lambdify(x, _heaviside_free(expr), "mpmath")
+
+
+def np_function(expr):
+    f = sp.lambdify(x, _heaviside_free(expr), "math")
+    return lambda v: float(f(v))
+
+
+def boundary(f_expr, g_expr, q1, q2, sign):
+    """30-digit E[f(u) g(v)] at c = 0 (sign = 0) or c = sign·√(q1 q2) (sign = ±1)."""
+    with mp.workdps(DPS):
+        f, g = mp_function(f_expr), mp_function(g_expr)
+        s1, s2 = mp.sqrt(mp.mpf(q1)), mp.sqrt(mp.mpf(q2))
+        pts = [-mp.inf, 0, mp.inf]
+        if sign == 0:
+            ef = mp.quad(lambda z: mp.npdf(z) * f(s1 * z), pts)
+            eg = mp.quad(lambda z: mp.npdf(z) * g(s2 * z), pts)
+            return ef * eg
+        return mp.quad(lambda z: mp.npdf(z) * f(s1 * z) * g(sign * s2 * z), pts)
+
+
+def double_quad(f_expr, g_expr, q1, c, q2):
+    """(value, error estimate) of E[f(u) g(v)] by nested QUADPACK in z1, z2 (standard normals)."""
+    f, g = np_function(f_expr), np_function(g_expr)
+    a = c / math.sqrt(q1)
+    b = math.sqrt(max(q2 - c * c / q1, 0.0))
+    pdf = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    errs = []
+
+    def inner(z1):
+        brk = -a * z1 / b
+        val = 0.0
+        for lo, hi in ((-np.inf, brk), (brk, np.inf)):
+            v, e = integrate.quad(lambda z2: pdf(z2) * g(a * z1 + b * z2), lo, hi, epsabs=1e-15, epsrel=1e-14, limit=200)
+            val += v
+            errs.append(e)
+        return val
+
+    total, err = 0.0, 0.0
+    for lo, hi in ((-np.inf, 0.0), (0.0, np.inf)):
+        v, e = integrate.quad(lambda z1: pdf(z1) * f(math.sqrt(q1) * z1) * inner(z1), lo, hi,
+                              epsabs=1e-15, epsrel=1e-14, limit=200)
+        total += v
+        err += e
+    return total, err + max(errs, default=0.0)
