@@ -1,0 +1,113 @@
+"""V and V̇ of every catalog activation against independent quadrature (theory/lazy.md L1, L2).
+
+Tolerances: closed forms must agree to 1e-12 relative; the Hermite strategy to 1e-10
+relative wherever its own rigorous bound says it can, and everywhere within that bound.
+The QUADPACK reference's own error estimate is added to the tolerance; the 30-digit
+mpmath boundary references (c = 0, |ρ| = 1) carry no error worth counting.
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import symntk as sn
+from symntk.catalog import CATALOG
+from reference import boundary, double_quad
+
+CLOSED_TOL, NUMERIC_TOL = 1e-12, 1e-10
+DUALS = {name: sn.derive(formula) for name, formula in CATALOG.items()}
+SMOOTH_DERIVATIVE = [n for n in CATALOG if n not in ("sign", "step")]  # V̇ of sign/step is a δ·δ integral
+
+
+def _eval(name, q1, c, q2):
+    d = DUALS[name]
+    if d.method == "hermite":
+        mod = d.module()
+        return [float(v) for v in mod.dual_with_bound(np.float64(q1), np.float64(c), np.float64(q2))]
+    V, Vd = d.jax(checked=False)(np.float64(q1), np.float64(c), np.float64(q2))
+    return float(V), float(Vd), 0.0, 0.0
+
+
+def _scale(name, q1, q2, which):
+    """Cauchy–Schwarz scale √(E[f(u)²] E[f(v)²]) ≥ |E[f(u)f(v)]|: rounding is relative to it
+    (at ρ = −1 ReLU's V is exactly 0, reached by cancelling terms of size √(q1 q2))."""
+    a = _eval(name, q1, math.sqrt(q1 * q1), q1)[which]
+    b = _eval(name, q2, math.sqrt(q2 * q2), q2)[which]
+    return math.sqrt(abs(a * b))
+
+
+def _tol(name, ref, bound, ref_err=0.0, scale=0.0):
+    rel = NUMERIC_TOL if DUALS[name].method == "hermite" else CLOSED_TOL
+    return max(rel * max(abs(ref), scale), bound) + 4 * ref_err + 1e-300
+
+
+covariances = st.tuples(st.floats(-1, 1), st.floats(-4, 3), st.floats(-1, 1)).map(
+    lambda t: (10 ** t[1], 10 ** t[1] * 10 ** t[0], t[2]))
+
+
+@pytest.mark.parametrize("name", list(CATALOG))
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(st.floats(-4, 3), st.floats(-1, 1), st.sampled_from([-1, 0, 1]))
+def test_boundary_values_match_30_digit_mpmath(name, logq, ratio, sign):
+    """L4: at c = 0 the expectation factorises; at |ρ| = 1 the pair is degenerate (1-D, 30 digits)."""
+    act = sn.activation(CATALOG[name])
+    q1, q2 = 10**logq, 10**logq * 10**ratio
+    c = sign * math.sqrt(q1 * q2)
+    V, Vd, bound, bound_d = _eval(name, q1, c, q2)
+    d = DUALS[name]
+    if d.conditions and any(float(__import__("sympy").lambdify(("q1", "c", "q2"), cd)(q1, c, q2)) <= 0
+                            for cd in d.conditions):
+        return
+    ref = float(boundary(act.expr, act.expr, q1, q2, sign))
+    assert abs(V - ref) <= _tol(name, ref, bound, scale=_scale(name, q1, q2, 0)), (V, ref, bound)
+    if name in SMOOTH_DERIVATIVE:
+        dref = float(boundary(act.derivative, act.derivative, q1, q2, sign))
+        assert abs(Vd - dref) <= _tol(name, dref, bound_d, scale=_scale(name, q1, q2, 1)), (Vd, dref, bound_d)
+
+
+@pytest.mark.parametrize("name", list(CATALOG))
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(st.floats(-2, 1.5), st.floats(-0.5, 0.5), st.floats(-0.99, 0.99))
+def test_interior_values_match_double_quadrature(name, logq, ratio, rho):
+    """Off the boundary: nested QUADPACK with its error estimate; q1 ≠ q2, |ρ| up to 0.999."""
+    act = sn.activation(CATALOG[name])
+    q1, q2 = 10**logq, 10**logq * 10**ratio
+    c = rho * math.sqrt(q1 * q2)
+    d = DUALS[name]
+    if d.conditions:
+        import sympy
+        if any(float(sympy.lambdify(("q1", "c", "q2"), cd)(q1, c, q2)) <= 0 for cd in d.conditions):
+            return
+    V, Vd, bound, bound_d = _eval(name, q1, c, q2)
+    ref, err = double_quad(act.expr, act.expr, q1, c, q2)
+    assert abs(V - ref) <= _tol(name, ref, bound, err, _scale(name, q1, q2, 0)), (V, ref, err, bound)
+    if name in SMOOTH_DERIVATIVE:
+        dref, derr = double_quad(act.derivative, act.derivative, q1, c, q2)
+        assert abs(Vd - dref) <= _tol(name, dref, bound_d, derr, _scale(name, q1, q2, 1)), (Vd, dref, derr, bound_d)
+
+
+@pytest.mark.parametrize("name", [n for n, d in DUALS.items() if d.method == "hermite"])
+def test_hermite_meets_1e10_at_moderate_covariances(name):
+    """Where users meet tanh-like units (q ≲ 3, |ρ| ≤ 0.9) the bound itself is below 1e-10 relative."""
+    q = np.array([0.3, 1.0, 3.0])
+    V, _, bound, _ = DUALS[name].module().dual_with_bound(q[:, None], 0.9 * np.sqrt(np.outer(q, q)), q[None, :])
+    assert np.all(np.asarray(bound) <= NUMERIC_TOL * np.abs(np.asarray(V)))
+
+
+def test_closed_forms_reproduce_published_results():
+    """L6 (ReLU arc-cosine), L7 (erf), L8 (linear) at random covariances."""
+    rng = np.random.default_rng(0)
+    q1, q2 = rng.uniform(0.1, 5, 50), rng.uniform(0.1, 5, 50)
+    c = rng.uniform(-1, 1, 50) * np.sqrt(q1 * q2)
+    th = np.arccos(c / np.sqrt(q1 * q2))
+    V, Vd = DUALS["relu"].jax()(q1, c, q2)
+    np.testing.assert_allclose(V, np.sqrt(q1 * q2) / (2 * np.pi) * (np.sin(th) + (np.pi - th) * np.cos(th)), rtol=1e-12)
+    np.testing.assert_allclose(Vd, (np.pi - th) / (2 * np.pi), rtol=1e-12)
+    V, Vd = DUALS["erf"].jax()(q1, c, q2)
+    np.testing.assert_allclose(V, 2 / np.pi * np.arcsin(2 * c / np.sqrt((1 + 2 * q1) * (1 + 2 * q2))), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(Vd, 4 / np.pi / np.sqrt((1 + 2 * q1) * (1 + 2 * q2) - 4 * c**2), rtol=1e-12)
+    V, Vd = DUALS["linear"].jax()(q1, c, q2)
+    np.testing.assert_allclose(V, c, rtol=1e-14)
+    np.testing.assert_allclose(Vd, 1.0)
