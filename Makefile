@@ -1,6 +1,6 @@
 PY ?= python3
 
-.PHONY: demo test bench derivations
+.PHONY: demo test test-slow bench derivations
 
 demo:
 	$(PY) -m pip install -q -e .
@@ -9,6 +9,10 @@ demo:
 test:
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pytest -q
+
+test-slow:
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pytest -q -m slow
 
 derivations:
 	symntk derivations --out derivations

@@ -47,6 +47,7 @@ covariances = st.tuples(st.floats(-1, 1), st.floats(-4, 3), st.floats(-1, 1)).ma
     lambda t: (10 ** t[1], 10 ** t[1] * 10 ** t[0], t[2]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CATALOG))
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(st.floats(-4, 3), st.floats(-1, 1), st.sampled_from([-1, 0, 1]))
@@ -67,6 +68,7 @@ def test_boundary_values_match_30_digit_mpmath(name, logq, ratio, sign):
         assert abs(Vd - dref) <= _tol(name, dref, bound_d, scale=_scale(name, q1, q2, 1)), (Vd, dref, bound_d)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CATALOG))
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(st.floats(-2, 1.5), st.floats(-0.5, 0.5), st.floats(-0.99, 0.99))
