@@ -4,7 +4,7 @@ PY ?= python3
 
 demo:
 	$(PY) -m pip install -q -e .
-	symntk derive
+	symntk run
 
 test:
 	$(PY) -m pip install -q -e ".[test]"
@@ -19,3 +19,4 @@ derivations:
 
 bench:
 	$(PY) benchmarks/bench_dual.py
+	$(PY) benchmarks/bench_mlp.py

@@ -12,10 +12,12 @@ if os.environ.get("SYMNTK_X64", "1") != "0":
     jax.config.update("jax_enable_x64", True)
 
 from .activation import Activation, activation  # noqa: E402
-from .errors import (ActivationError, ConvergenceError, CovarianceError, DerivationError,  # noqa: E402
-                     DivergentIntegralError, PrecisionWarning)
+from .errors import (ActivationError, ConvergenceError, CovarianceError, DataError, DerivationError,  # noqa: E402
+                     DivergentIntegralError, PrecisionWarning, SingularKernelError)
 from .gaussian import DualActivation, derive  # noqa: E402
+from .kernels import MLP, Kernel  # noqa: E402
+from . import predict  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Activation", "activation", "derive", "DualActivation", "ActivationError", "ConvergenceError",
-           "CovarianceError", "DerivationError", "DivergentIntegralError", "PrecisionWarning"]
+__all__ = ["Activation", "activation", "derive", "DualActivation", "MLP", "Kernel", "predict", "ActivationError", "ConvergenceError",
+           "CovarianceError", "DataError", "DerivationError", "SingularKernelError", "DivergentIntegralError", "PrecisionWarning"]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .catalog import CATALOG
 
+_DEFAULT_ACTS = ("relu(x)", "erf(x)", "tanh(x)", "gelu(x)", "0.5*x + erf(x)")
+
 
 def _derive(args):
     from . import derive
@@ -68,6 +70,27 @@ def _derivations(args):
     return 0
 
 
+def _run(args):
+    from . import data as datasets
+    from .errors import SymntkError
+    from .report import run
+
+    t0 = time.perf_counter()
+    try:
+        ds = datasets.load_npz(args.data) if args.data else datasets.digits()
+        acts = [a.strip() for a in args.activations.split(";")] if args.activations else list(_DEFAULT_ACTS)
+        if args.formula:
+            acts.append(args.formula)
+        depths = [int(v) for v in args.depth.split(",")]
+        run(ds, args.out, acts, depths, args.sigma_w, args.sigma_b, args.noise, args.parameterization)
+    except (SymntkError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}/report.md, results.json, learning_curves.png, kernels.png "
+          f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="symntk", description="Exact infinite-width kernels of wide networks.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -80,6 +103,17 @@ def main(argv=None) -> int:
     g.add_argument("--out", default="derivations")
     g.add_argument("--check", action="store_true")
     g.set_defaults(fn=_derivations)
+    r = sub.add_parser("run", help="the main job: NNGP and NTK predictors on digits (or --data) -> out/")
+    r.add_argument("--data", metavar="PATH.npz", help="arrays x_train, y_train, x_test, y_test (default: digits 3 vs 8)")
+    r.add_argument("--activations", help="';'-separated formulas (default: relu, erf, tanh, gelu, 0.5*x + erf(x))")
+    r.add_argument("--formula", help="one more activation formula to add")
+    r.add_argument("--depth", default="1,3", help="comma-separated depths (hidden layers), default 1,3")
+    r.add_argument("--sigma-w", type=float, default=1.5)
+    r.add_argument("--sigma-b", type=float, default=0.1)
+    r.add_argument("--noise", type=float, default=1e-3, help="NNGP noise variance and NTK ridge")
+    r.add_argument("--parameterization", choices=("ntk", "standard"), default="ntk")
+    r.add_argument("--out", default="out")
+    r.set_defaults(fn=_run)
     args = p.parse_args(argv)
     return args.fn(args)
 

@@ -27,3 +27,11 @@ class ConvergenceError(SymntkError, RuntimeError):
 
 class PrecisionWarning(UserWarning):
     """A result may have lost precision (float32, truncated expansion)."""
+
+
+class DataError(SymntkError, ValueError):
+    """Input data or model settings are malformed (shapes, NaN/inf, out-of-range parameters)."""
+
+
+class SingularKernelError(SymntkError, ValueError):
+    """A kernel matrix is not positive definite enough to solve with; add a ridge."""

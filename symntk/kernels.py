@@ -1,0 +1,168 @@
+"""Infinite-width NNGP and NTK kernels of a deep MLP, evaluated with generated code (theory/lazy.md L9–L11).
+
+``MLP.kernel`` runs the recursion of :mod:`symntk.recursion.lazy` in two jitted passes:
+
+1. the diagonal pass: Σ^ℓ(x, x) and Θ^ℓ(x, x) per point, with the dual activation's exact
+   diagonal (E[φ²], E[φ'²]), and the per-point ``features`` every later layer needs;
+2. the pair pass over square tiles of the (N1, N2) matrix (a ``lax.scan`` over layers), so
+   memory stays O(tile²) on the device while the result is assembled on the host; for a
+   symmetric kernel (``x2 is None``) only tiles on and above the diagonal are computed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import DataError
+from .gaussian import derive
+from .recursion.lazy import LazyRecursion, layer_coefficients
+
+TILE = 2048
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """NNGP kernel K = Σ^{L+1} and NTK Θ = Θ^{L+1}: shape (N1, N2), or (N,) for a diagonal."""
+
+    nngp: np.ndarray
+    ntk: np.ndarray
+
+
+def _check_x(name, x):
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise DataError(f"{name} must be a 2-D array (points, features), got shape {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(f"{name} is empty (shape {x.shape})")
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(jnp.result_type(float))
+    if not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise DataError(f"{name} contains NaN or inf (first at row {bad[0]}, column {bad[1]}); clean the data first")
+    return x
+
+
+class MLP:
+    """A depth-``depth`` fully connected network of activation φ in the infinite-width limit.
+
+    ``sigma_w``, ``sigma_b``: numbers or lists of ``depth + 1`` values (input layer first);
+    ``parameterization``: ``"ntk"`` or ``"standard"`` (see :mod:`symntk.recursion.lazy`).
+    """
+
+    def __init__(self, activation, depth, sigma_w=1.0, sigma_b=0.0, parameterization="ntk", n_terms=None):
+        self.dual = derive(activation) if n_terms is None else derive(activation, n_terms=n_terms)
+        self.activation = self.dual.activation
+        self.depth, self.parameterization = depth, parameterization
+        self.sigma_w, self.sigma_b = sigma_w, sigma_b
+        self._coef = layer_coefficients(depth, sigma_w, sigma_b, parameterization)
+        mod = self.dual.module()
+        self._diag = jax.jit(partial(_diagonal_pass, mod.features, mod.diagonal))
+        self._tile = jax.jit(partial(_tile_pass, mod.pair))
+
+    def __repr__(self):
+        return (f"MLP({str(self.activation.expr)!r}, depth={self.depth}, sigma_w={self.sigma_w}, "
+                f"sigma_b={self.sigma_b}, parameterization={self.parameterization!r})")
+
+    def recursion(self) -> LazyRecursion:
+        """The symbolic recursion L9–L11 for this network (``.latex()``)."""
+        return LazyRecursion(self.dual, self.depth, self.parameterization)
+
+    def _coefficients(self, dtype):
+        return tuple(jnp.asarray(a, dtype) for a in self._coef)
+
+    def kernel(self, x1, x2=None, diagonal=False, tile=TILE, progress=None) -> Kernel:
+        """NNGP and NTK between the rows of ``x1`` (N1, d) and ``x2`` (N2, d; default ``x1``).
+
+        ``diagonal=True`` returns only K(x, x) and Θ(x, x) of ``x1``, shape (N1,).  The dtype
+        follows the inputs (float64 under symntk's default x64).  ``progress``: show a bar
+        over tiles (default: when there are more than 8).
+        """
+        x1 = _check_x("x1", x1)
+        if x2 is not None:
+            x2 = _check_x("x2", x2)
+            if x2.shape[1] != x1.shape[1]:
+                raise DataError(f"x1 has {x1.shape[1]} features but x2 has {x2.shape[1]}")
+        dtype = jnp.result_type(x1.dtype, x2.dtype if x2 is not None else x1.dtype)
+        coef = self._coefficients(dtype)
+        f1, d1 = self._diag(jnp.asarray(x1, dtype), coef)
+        if diagonal:
+            return Kernel(*(np.asarray(v) for v in d1))
+        f2, d2 = (f1, d1) if x2 is None else self._diag(jnp.asarray(x2, dtype), coef)
+        xb = x1 if x2 is None else x2
+        return _assemble(self._tile, coef, (x1, f1, d1), (xb, f2, d2), x2 is None, dtype, tile, progress)
+
+
+def _diagonal_pass(features, diagonal, x, coef):
+    """Σ^ℓ(x,x), Θ^ℓ(x,x) for ℓ = 1..L+1; returns (features of Σ^1..Σ^L stacked, (K, Θ) diagonals)."""
+    sw2, sb2, aw, ab = coef
+    sq = jnp.sum(x * x, axis=1) / x.shape[1]
+    q, theta = sw2[0] * sq + sb2[0], aw[0] * sq + ab[0]
+
+    def layer(carry, p):
+        q, theta = carry
+        f = features(q)
+        V, Vdot = diagonal(f)
+        return (p[0] * V + p[1], p[2] * V + p[3] + p[0] * Vdot * theta), f
+
+    (q, theta), feats = jax.lax.scan(layer, (q, theta), tuple(a[1:] for a in coef))
+    return feats, (q, theta)
+
+
+def _tile_pass(pair, x1, x2, f1, f2, coef):
+    """Σ^{L+1}, Θ^{L+1} between the rows of x1 and x2 given both points' per-layer features."""
+    sw2, sb2, aw, ab = coef
+    dot = x1 @ x2.T / x1.shape[1]
+    c, theta = sw2[0] * dot + sb2[0], aw[0] * dot + ab[0]
+
+    def layer(carry, xs):
+        c, theta = carry
+        g1, g2, p = xs
+        V, Vdot = pair(jax.tree.map(lambda a: a[:, None], g1), c, jax.tree.map(lambda a: a[None, :], g2))
+        return (p[0] * V + p[1], p[2] * V + p[3] + p[0] * Vdot * theta), None
+
+    (c, theta), _ = jax.lax.scan(layer, (c, theta), (f1, f2, tuple(a[1:] for a in coef)))
+    return c, theta
+
+
+def _rows(tree, start, size, axis):
+    """Entries start:start+size along ``axis`` of every leaf, padded to ``size`` by repeating the last."""
+    def take(a):
+        a = jax.lax.slice_in_dim(a, start, min(start + size, a.shape[axis]), axis=axis)
+        short = size - a.shape[axis]
+        if short:
+            widths = [(0, 0)] * a.ndim
+            widths[axis] = (0, short)
+            a = jnp.pad(a, widths, mode="edge")
+        return a
+    return jax.tree.map(take, tree)
+
+
+def _assemble(tile_fn, coef, side1, side2, symmetric, dtype, tile, progress):
+    (x1, f1, d1), (x2, f2, d2) = side1, side2
+    n1, n2 = x1.shape[0], x2.shape[0]
+    b1, b2 = min(tile, n1), min(tile, n2)
+    K, T = np.empty((n1, n2), dtype), np.empty((n1, n2), dtype)
+    jobs = [(i, j) for i in range(0, n1, b1) for j in range(0, n2, b2) if not (symmetric and j < i)]
+    if progress is None:
+        progress = len(jobs) > 8
+    if progress:
+        from tqdm.auto import tqdm
+        jobs = tqdm(jobs, desc="kernel tiles", unit="tile")
+    x1, x2 = jnp.asarray(x1, dtype), jnp.asarray(x2, dtype)
+    for i, j in jobs:
+        c, theta = tile_fn(_rows(x1, i, b1, 0), _rows(x2, j, b2, 0), _rows(f1, i, b1, 1), _rows(f2, j, b2, 1), coef)
+        c, theta = np.asarray(c), np.asarray(theta)
+        if symmetric and i == j:
+            c, theta = (c + c.T) / 2, (theta + theta.T) / 2
+        r, s = min(b1, n1 - i), min(b2, n2 - j)
+        K[i:i + r, j:j + s], T[i:i + r, j:j + s] = c[:r, :s], theta[:r, :s]
+        if symmetric and i != j:
+            K[j:j + s, i:i + r], T[j:j + s, i:i + r] = c[:r, :s].T, theta[:r, :s].T
+    if symmetric:
+        idx = np.arange(n1)
+        K[idx, idx], T[idx, idx] = np.asarray(d1[0]), np.asarray(d1[1])
+    return Kernel(K, T)
