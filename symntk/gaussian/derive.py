@@ -23,7 +23,7 @@ from .moments import c, q1, q2
 from .price import price_descent
 from .terms import Unsupported, decompose, diff_terms
 
-ENGINE_VERSION = 3
+ENGINE_VERSION = 4
 RELATIVE_TOLERANCE = 1e-10
 
 
@@ -149,13 +149,23 @@ def _render(dual: DualActivation) -> str:
                dual_fn]
     else:
         body = codegen.print_block([("V", dual.nngp_expr), ("Vdot", dual.ntk_expr)])
-        imports = ["from symntk._numerics import clip_cov, safe_sqrt"]
+        imports = ["from symntk._numerics import clip_cov, safe_sqrt, shaped"]
         fns = pointwise + ["def features(q):\n    \"\"\"Per-point data: for a closed form, the variance itself.\"\"\"\n    return (q,)",
                "def pair(f1, c, f2):\n    \"\"\"(V, Vdot) for broadcasting per-point features f1, f2 and covariance c.\"\"\"\n"
-               "    (q1,), (q2,) = f1, f2\n    c = clip_cov(q1, c, q2)\n" + "\n".join(body) + "\n    return V, Vdot",
-               "def diagonal(f):\n    \"\"\"(V, Vdot) at q1 = q2 = c.\"\"\"\n    return pair(f, f[0], f)",
+               "    (q1,), (q2,) = f1, f2\n    c = clip_cov(q1, c, q2)\n" + "\n".join(body) + "\n    return shaped((V, Vdot), q1, c, q2)",
+               "def diagonal(f):\n    \"\"\"(V, Vdot) at q1 = q2 = c, simplified symbolically (no rounding gap q1 q2 - c^2).\"\"\"\n"
+               "    (q1,) = f\n" + "\n".join(codegen.print_block(_diagonal_exprs(dual))) + "\n    return shaped((V, Vdot), q1)",
                dual_fn]
     return codegen.render_module(doc, imports, fns)
+
+
+def _diagonal_exprs(dual):
+    """V(q, q, q) and V̇(q, q, q) in the symbol q1; a V̇ with a Dirac mass (sign, step) is +∞ there."""
+    out = []
+    for name, e in (("V", dual.nngp_expr), ("Vdot", dual.ntk_expr)):
+        d = e.xreplace({q2: q1, c: q1})
+        out.append((name, sp.oo if d.has(sp.zoo, sp.nan, sp.oo) else d))
+    return out
 
 
 def _closed_form(phi):

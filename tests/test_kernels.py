@@ -1,0 +1,135 @@
+"""MLP kernels (theory/lazy.md L9–L11): exact special cases, tiling, symmetry/PSD, robustness, bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import symntk as sn
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(40, 7))
+
+
+def test_linear_activation_gives_the_affine_kernel_composed_depth_times():
+    """φ(x) = x: Σ^{ℓ+1} = σ_w² Σ^ℓ + σ_b², Θ^{ℓ+1} = Σ^{ℓ+1} + σ_w² Θ^ℓ (rounding only: 1e-13)."""
+    sw, sb, depth = [1.2, 0.8, 1.1, 0.9], [0.3, 0.1, 0.0, 0.2], 3
+    k = sn.MLP("x", depth=depth, sigma_w=sw, sigma_b=sb).kernel(X)
+    S = sw[0] ** 2 * X @ X.T / X.shape[1] + sb[0] ** 2
+    T = S.copy()
+    for ell in range(1, depth + 1):
+        S = sw[ell] ** 2 * S + sb[ell] ** 2
+        T = S + sw[ell] ** 2 * T
+    np.testing.assert_allclose(k.nngp, S, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(k.ntk, T, rtol=1e-13, atol=1e-13)
+
+
+def test_relu_matches_hand_written_arccosine_recursion():
+    """L6 composed three times in NumPy with the stable angle arctan2(√(q1q2 − c²), c), and θ = 0
+    exactly on the diagonal (there √(q1q2 − c²) is pure rounding, ~1e-8 q, which V̇ would feel)."""
+    sw, sb = 1.5, 0.1
+    k = sn.MLP("relu(x)", depth=3, sigma_w=sw, sigma_b=sb).kernel(X)
+    S = sw**2 * X @ X.T / X.shape[1] + sb**2
+    T = S.copy()
+    for _ in range(3):
+        s = np.sqrt(np.outer(np.diag(S), np.diag(S)))
+        th = np.arctan2(np.sqrt(np.maximum(s**2 - S**2, 0)), S)
+        np.fill_diagonal(th, 0.0)
+        Sn = sw**2 * s / (2 * np.pi) * (np.sin(th) + (np.pi - th) * np.cos(th)) + sb**2
+        T = Sn + sw**2 * (np.pi - th) / (2 * np.pi) * T
+        S = Sn
+    np.testing.assert_allclose(k.nngp, S, rtol=1e-12)
+    np.testing.assert_allclose(k.ntk, T, rtol=1e-12)
+
+
+def test_deep_relu_at_criticality_preserves_the_diagonal():
+    """σ_w² = 2, σ_b = 0: E[relu(u)²] = q/2, so Σ^ℓ(x, x) = 2‖x‖²/d at every depth (here 60)."""
+    k = sn.MLP("relu(x)", depth=60, sigma_w=np.sqrt(2), sigma_b=0.0).kernel(X[:10])
+    np.testing.assert_allclose(np.diag(k.nngp), 2 * np.sum(X[:10] ** 2, 1) / 7, rtol=1e-12)
+    assert np.all(np.isfinite(k.ntk))
+
+
+@pytest.mark.parametrize("formula", ["erf(x)", "tanh(x)"])
+def test_tiles_and_blocks_agree_with_one_shot(formula):
+    mlp = sn.MLP(formula, depth=2, sigma_w=1.3, sigma_b=0.2)
+    full = mlp.kernel(X)
+    tiled = mlp.kernel(X, tile=16)
+    block = mlp.kernel(X[:13], X[20:37], tile=8)
+    diag = mlp.kernel(X, diagonal=True)
+    for a, b in ((full.nngp, tiled.nngp), (full.ntk, tiled.ntk)):
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(block.nngp, full.nngp[:13, 20:37], rtol=1e-13)
+    np.testing.assert_allclose(block.ntk, full.ntk[:13, 20:37], rtol=1e-13)
+    np.testing.assert_array_equal(diag.nngp, np.diag(full.nngp))
+    np.testing.assert_array_equal(diag.ntk, np.diag(full.ntk))
+
+
+def test_standard_parameterisation_shares_the_nngp_and_rescales_the_ntk():
+    """SP: same Σ; Θ^{ℓ+1} = V + 1 + Σ̇ Θ^ℓ. For φ(x) = x with σ's constant this is closed form."""
+    sw, sb = 1.3, 0.4
+    ntk = sn.MLP("x", depth=2, sigma_w=sw, sigma_b=sb).kernel(X)
+    sp_ = sn.MLP("x", depth=2, sigma_w=sw, sigma_b=sb, parameterization="standard").kernel(X)
+    np.testing.assert_allclose(sp_.nngp, ntk.nngp, rtol=1e-14)
+    D = X @ X.T / 7
+    S1 = sw**2 * D + sb**2
+    T = D + 1
+    T = S1 + 1 + sw**2 * T
+    T = (sw**2 * S1 + sb**2) + 1 + sw**2 * T
+    np.testing.assert_allclose(sp_.ntk, T, rtol=1e-13)
+
+
+@settings(max_examples=15, deadline=None)
+@given(arrays(np.float64, (12, 3), elements=st.floats(-1e3, 1e3)), st.sampled_from(["relu(x)", "erf(x)", "tanh(x)"]),
+       st.integers(1, 4))
+def test_kernels_are_symmetric_and_psd(x, formula, depth):
+    """Eigenvalues ≥ −(1e-12 · largest · N): rounding of a PSD matrix, nothing more."""
+    k = sn.MLP(formula, depth=depth, sigma_w=1.4, sigma_b=0.1).kernel(x)
+    for M in (k.nngp, k.ntk):
+        assert np.all(np.isfinite(M))
+        np.testing.assert_array_equal(M, M.T)
+        lam = np.linalg.eigvalsh(M)
+        assert lam[0] >= -1e-12 * max(lam[-1], 1e-300) * len(M)
+
+
+@pytest.mark.parametrize("formula", ["relu(x)", "erf(x)", "tanh(x)"])
+def test_float32_stays_finite_at_depth_50(formula):
+    x32 = X[:16].astype(np.float32)
+    k = sn.MLP(formula, depth=50, sigma_w=1.4, sigma_b=0.1).kernel(x32)
+    assert k.nngp.dtype == np.float32 and k.ntk.dtype == np.float32
+    assert np.all(np.isfinite(k.nngp)) and np.all(np.isfinite(k.ntk))
+    k64 = sn.MLP(formula, depth=50, sigma_w=1.4, sigma_b=0.1).kernel(X[:16])
+    # float32 tolerance: ~ eps32 · depth amplification; stated as 1e-3 relative to the kernel scale
+    assert np.max(np.abs(k.nngp - k64.nngp)) <= 1e-3 * np.max(np.abs(k64.nngp))
+
+
+def test_tiny_and_huge_inputs_stay_finite():
+    for scale in (1e-6, 1e4):
+        for formula in ("relu(x)", "erf(x)", "tanh(x)"):
+            k = sn.MLP(formula, depth=3, sigma_w=1.0, sigma_b=0.0).kernel(scale * X[:8])
+            assert np.all(np.isfinite(k.nngp)) and np.all(np.isfinite(k.ntk)), (formula, scale)
+
+
+def test_recursion_latex_names_the_activation_dual():
+    text = sn.MLP("erf(x)", depth=2).recursion().latex()
+    assert r"\Theta^{\ell+1}" in text and r"\operatorname{atan}_{2}" in text
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(depth=0), "depth"), (dict(depth=2, sigma_w=0.0), "sigma_w"), (dict(depth=2, sigma_b=-1.0), "sigma_b"),
+    (dict(depth=2, sigma_w=[1.0, 1.0]), "depth \\+ 1"), (dict(depth=2, parameterization="mup"), "parameterization"),
+])
+def test_bad_settings_are_rejected(kwargs, match):
+    with pytest.raises(sn.DataError, match=match):
+        sn.MLP("relu(x)", **kwargs)
+
+
+def test_bad_data_is_rejected():
+    mlp = sn.MLP("relu(x)", depth=1)
+    with pytest.raises(sn.DataError, match="features"):
+        mlp.kernel(X, X[:, :3])
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(sn.DataError, match="row 3"):
+        mlp.kernel(bad)
+    with pytest.raises(sn.DataError, match="2-D"):
+        mlp.kernel(X[0])
