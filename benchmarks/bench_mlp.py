@@ -11,11 +11,12 @@ Printed: first call (compile + run) and second call seconds, ratio of the second
 baseline's, peak RSS.  Usage: python benchmarks/bench_mlp.py [N ...]   (default 2000 10000;
 the grid runs only where N ≤ 2000: at 10 000 it would take ~1 h on 2 cores).
 """
-import json
-import resource
-import subprocess
+import os
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _isolated import report, run_isolated  # noqa: E402
 
 DEPTH, SW, SB, DEG = 3, 1.5, 0.1, 25
 
@@ -89,8 +90,7 @@ def run_case(case, n):
     t1 = time.perf_counter()
     fn(x)
     t2 = time.perf_counter()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(json.dumps(dict(case=case, n=n, first=t1 - t0, second=t2 - t1, rss_gib=rss)))
+    report(case=case, n=n, first=t1 - t0, second=t2 - t1)
 
 
 def main(sizes):
@@ -101,11 +101,11 @@ def main(sizes):
         for case in cases:
             if case == "grid-tanh" and n > 2000:
                 continue
-            out = subprocess.run([sys.executable, __file__, "--case", case, str(n)], capture_output=True, text=True)
-            if out.returncode:
-                print(f"{n:>6} {case:<16} failed: {out.stderr.strip().splitlines()[-1]}")
+            try:
+                r = run_isolated(__file__, case, n)
+            except RuntimeError as err:
+                print(f"{n:>6} {case:<16} failed: {err}")
                 continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
             base = r["second"] if case == "baseline-relu" else base
             print(f"{n:>6} {case:<16} {r['first']:>9.2f} {r['second']:>9.2f} {r['second'] / base:>10.2f} "
                   f"{r['rss_gib']:>12.2f}", flush=True)
