@@ -113,12 +113,16 @@ def render_module(docstring: str, imports: list[str], functions: list[str]) -> s
     return "\n".join(head) + "\n\n\n" + "\n\n\n".join(f.rstrip() for f in functions) + "\n"
 
 
-def load_module(key: str, text: str):
-    """Write ``text`` to the cache as ``dual_<key>.py`` (if absent) and import it."""
+def load_module(key: str, render):
+    """Import the cached module ``dual_<key>.py``; ``render()`` gives its text when it is not cached yet.
+
+    The key is a hash of every input of the text (expressions, options and the engine's own
+    source, see :func:`engine_fingerprint`), so a cached file is never stale and is not re-rendered.
+    """
     path = cache_dir() / f"dual_{key}.py"
-    if not path.exists() or path.read_text() != text:
+    if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
+        tmp.write_text(render())
         tmp.replace(path)
     name = f"symntk_generated.dual_{key}"
     if name in sys.modules:
@@ -128,3 +132,12 @@ def load_module(key: str, text: str):
     spec.loader.exec_module(mod)
     sys.modules[name] = mod
     return mod
+
+
+def engine_fingerprint() -> str:
+    """SHA-256 of the source of the derivation engine and this code generator (part of every cache key)."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for f in sorted([root / "codegen.py", root / "activation.py", *(root / "gaussian").glob("*.py")]):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]

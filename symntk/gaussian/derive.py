@@ -25,6 +25,7 @@ from .terms import Unsupported, decompose, diff_terms
 
 ENGINE_VERSION = 4
 RELATIVE_TOLERANCE = 1e-10
+_FINGERPRINT = codegen.engine_fingerprint()
 
 
 @dataclass
@@ -52,7 +53,7 @@ class DualActivation:
         return _render(self)
 
     def module(self):
-        return codegen.load_module(self.key, self.source)
+        return codegen.load_module(self.key, lambda: self.source)
 
     def emit(self, path) -> None:
         """Write the generated module to ``path``."""
@@ -203,7 +204,7 @@ def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool 
     strategy.
     """
     act = parse(act)
-    key = codegen.expression_key(ENGINE_VERSION, act.expr, n_terms)
+    key = codegen.expression_key(ENGINE_VERSION, _FINGERPRINT, act.expr, n_terms)
     path = codegen.cache_dir() / f"dual_{key}.pkl"
     if cache and not refresh and path.exists():
         with open(path, "rb") as f:
