@@ -51,6 +51,7 @@ class MLP:
 
     ``sigma_w``, ``sigma_b``: numbers or lists of ``depth + 1`` values (input layer first);
     ``parameterization``: ``"ntk"`` or ``"standard"`` (see :mod:`symntk.recursion.lazy`).
+    ``coefficients``: the per-layer arrays (σ_w², σ_b², α_w, α_b) of that recursion.
     """
 
     def __init__(self, activation, depth, sigma_w=1.0, sigma_b=0.0, parameterization="ntk", n_terms=None):
@@ -58,7 +59,7 @@ class MLP:
         self.activation = self.dual.activation
         self.depth, self.parameterization = depth, parameterization
         self.sigma_w, self.sigma_b = sigma_w, sigma_b
-        self._coef = layer_coefficients(depth, sigma_w, sigma_b, parameterization)
+        self.coefficients = layer_coefficients(depth, sigma_w, sigma_b, parameterization)
         mod = self.dual.module()
         self._diag = jax.jit(partial(_diagonal_pass, mod.features, mod.diagonal))
         self._tile = jax.jit(partial(_tile_pass, mod.pair))
@@ -70,9 +71,6 @@ class MLP:
     def recursion(self) -> LazyRecursion:
         """The symbolic recursion L9–L11 for this network (``.latex()``)."""
         return LazyRecursion(self.dual, self.depth, self.parameterization)
-
-    def _coefficients(self, dtype):
-        return tuple(jnp.asarray(a, dtype) for a in self._coef)
 
     def kernel(self, x1, x2=None, diagonal=False, tile=TILE, progress=None) -> Kernel:
         """NNGP and NTK between the rows of ``x1`` (N1, d) and ``x2`` (N2, d; default ``x1``).
@@ -87,13 +85,20 @@ class MLP:
             if x2.shape[1] != x1.shape[1]:
                 raise DataError(f"x1 has {x1.shape[1]} features but x2 has {x2.shape[1]}")
         dtype = jnp.result_type(x1.dtype, x2.dtype if x2 is not None else x1.dtype)
-        coef = self._coefficients(dtype)
-        f1, d1 = self._diag(jnp.asarray(x1, dtype), coef)
+        coef = tuple(jnp.asarray(a, dtype) for a in self.coefficients)
+        x1 = jnp.asarray(x1, dtype)
+        f1, d1 = self._diag(x1, coef)
         if diagonal:
             return Kernel(*(np.asarray(v) for v in d1))
-        f2, d2 = (f1, d1) if x2 is None else self._diag(jnp.asarray(x2, dtype), coef)
-        xb = x1 if x2 is None else x2
-        return _assemble(self._tile, coef, (x1, f1, d1), (xb, f2, d2), x2 is None, dtype, tile, progress)
+        if x2 is None:
+            return _assemble(self._tile, coef, (x1, f1), (x1, f1), d1, dtype, tile, progress)
+        x2 = jnp.asarray(x2, dtype)
+        return _assemble(self._tile, coef, (x1, f1), (x2, self._diag(x2, coef)[0]), None, dtype, tile, progress)
+
+
+def _layer(p, V, Vdot, theta):
+    """One step of L9–L11: (Σ^{ℓ+1}, Θ^{ℓ+1}) from V, V̇ of Σ^ℓ and Θ^ℓ; p = (σ_w², σ_b², α_w, α_b) of layer ℓ."""
+    return p[0] * V + p[1], p[2] * V + p[3] + p[0] * Vdot * theta
 
 
 def _diagonal_pass(features, diagonal, x, coef):
@@ -105,8 +110,7 @@ def _diagonal_pass(features, diagonal, x, coef):
     def layer(carry, p):
         q, theta = carry
         f = features(q)
-        V, Vdot = diagonal(f)
-        return (p[0] * V + p[1], p[2] * V + p[3] + p[0] * Vdot * theta), f
+        return _layer(p, *diagonal(f), theta), f
 
     (q, theta), feats = jax.lax.scan(layer, (q, theta), tuple(a[1:] for a in coef))
     return feats, (q, theta)
@@ -122,7 +126,7 @@ def _tile_pass(pair, x1, x2, f1, f2, coef):
         c, theta = carry
         g1, g2, p = xs
         V, Vdot = pair(jax.tree.map(lambda a: a[:, None], g1), c, jax.tree.map(lambda a: a[None, :], g2))
-        return (p[0] * V + p[1], p[2] * V + p[3] + p[0] * Vdot * theta), None
+        return _layer(p, V, Vdot, theta), None
 
     (c, theta), _ = jax.lax.scan(layer, (c, theta), (f1, f2, tuple(a[1:] for a in coef)))
     return c, theta
@@ -141,8 +145,10 @@ def _rows(tree, start, size, axis):
     return jax.tree.map(take, tree)
 
 
-def _assemble(tile_fn, coef, side1, side2, symmetric, dtype, tile, progress):
-    (x1, f1, d1), (x2, f2, d2) = side1, side2
+def _assemble(tile_fn, coef, side1, side2, diagonal, dtype, tile, progress):
+    """The (N1, N2) kernel tile by tile; ``diagonal`` = (K, Θ) of x1 with itself marks a symmetric kernel."""
+    (x1, f1), (x2, f2) = side1, side2
+    symmetric = diagonal is not None
     n1, n2 = x1.shape[0], x2.shape[0]
     b1, b2 = min(tile, n1), min(tile, n2)
     K, T = np.empty((n1, n2), dtype), np.empty((n1, n2), dtype)
@@ -152,7 +158,6 @@ def _assemble(tile_fn, coef, side1, side2, symmetric, dtype, tile, progress):
     if progress:
         from tqdm.auto import tqdm
         jobs = tqdm(jobs, desc="kernel tiles", unit="tile")
-    x1, x2 = jnp.asarray(x1, dtype), jnp.asarray(x2, dtype)
     for i, j in jobs:
         c, theta = tile_fn(_rows(x1, i, b1, 0), _rows(x2, j, b2, 0), _rows(f1, i, b1, 1), _rows(f2, j, b2, 1), coef)
         c, theta = np.asarray(c), np.asarray(theta)
@@ -164,5 +169,5 @@ def _assemble(tile_fn, coef, side1, side2, symmetric, dtype, tile, progress):
             K[j:j + s, i:i + r], T[j:j + s, i:i + r] = c[:r, :s].T, theta[:r, :s].T
     if symmetric:
         idx = np.arange(n1)
-        K[idx, idx], T[idx, idx] = np.asarray(d1[0]), np.asarray(d1[1])
+        K[idx, idx], T[idx, idx] = np.asarray(diagonal[0]), np.asarray(diagonal[1])
     return Kernel(K, T)

@@ -91,7 +91,8 @@ def nngp_posterior(k_train_train, k_test_train, k_test_test, y_train, noise=0.0)
     mean = k_st @ sla.cho_solve(cho, y)
     if k_ss is None:
         return Posterior(mean, None)
-    cov = k_ss - _quad(k_st, sla.cho_solve(cho, np.eye(len(A))), k_st, k_ss.ndim == 2)
+    W = sla.cho_solve(cho, k_st.T)  # (K_XX + σ_ε² I)⁻¹ K_Xx, without forming the inverse
+    cov = k_ss - (k_st @ W if k_ss.ndim == 2 else np.sum(k_st * W.T, axis=1))
     return Posterior(mean, cov)
 
 
@@ -136,6 +137,6 @@ def ntk_gradient_flow(k_train_train, k_test_train, y_train, t=(np.inf,), learnin
     full = k_ss.ndim == 2
     cov = []
     for At in A:
-        cross = _quad(At, np.eye(len(k_tt)), k_st, full)
+        cross = At @ k_st.T if full else np.sum(At * k_st, axis=1)  # the term A_t(x) K_Xx' 
         cov.append(k_ss - cross - (cross.T if full else cross) + _quad(At, k_tt, At, full))
     return GradientFlow(times, mean, np.array(cov))

@@ -22,17 +22,13 @@ def _scores(mean, y):
     return float(np.mean((mean - y) ** 2)), float(np.mean(np.sign(mean) == np.sign(y)))
 
 
-def _slug(formula):
-    return "".join(ch if ch.isalnum() else "_" for ch in formula).strip("_")
-
-
 def run(data, out, activations, depths=(1, 3), sigma_w=1.5, sigma_b=0.1, noise=1e-3,
         parameterization="ntk", log=print):
     """Compute the report for ``data`` (a :class:`symntk.data.Dataset`) into directory ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     x = np.concatenate([data.x_train, data.x_test])
-    P = len(data.y_train)
+    tr, te = slice(0, len(data.y_train)), slice(len(data.y_train), None)
     rows, curves, heat = [], {}, {}
     times = np.logspace(-3, 3, 40)
     for formula in activations:
@@ -40,7 +36,6 @@ def run(data, out, activations, depths=(1, 3), sigma_w=1.5, sigma_b=0.1, noise=1
             t0 = time.perf_counter()
             mlp = MLP(formula, depth=depth, sigma_w=sigma_w, sigma_b=sigma_b, parameterization=parameterization)
             k = mlp.kernel(x)
-            tr, te = slice(0, P), slice(P, None)
             sub = lambda a, b: type(k)(k.nngp[a, b], k.ntk[a, b])  # noqa: E731
             post = predict.nngp_posterior(sub(tr, tr), sub(te, tr), None, data.y_train, noise=noise)
             lam_max = np.linalg.eigvalsh(k.ntk[tr, tr])[-1]

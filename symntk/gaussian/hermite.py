@@ -49,19 +49,28 @@ def _table(n_terms):
     return _TABLES[n_terms]
 
 
+def _at_nodes(phi, q):
+    """φ(√q z_k) at the quadrature nodes, shape q.shape + (nodes,)."""
+    return phi(jnp.sqrt(q)[..., None] * jnp.asarray(_Z, q.dtype))
+
+
+def _second_moment(f):
+    """E[φ(√q z)²] from φ at the nodes."""
+    return (f * f) @ jnp.asarray(_WZ, f.dtype)
+
+
 def hermite_coefficients(phi, q, n_terms):
     """aₙ(q) for n < n_terms and E[φ(√q z)²]; shapes q.shape + (n_terms,) and q.shape."""
     q = jnp.asarray(q)
-    f = phi(jnp.sqrt(q)[..., None] * jnp.asarray(_Z, q.dtype))
-    coeffs = f @ jnp.asarray(_table(n_terms), q.dtype)
-    return coeffs, (f * f) @ jnp.asarray(_WZ, q.dtype)
+    f = _at_nodes(phi, q)
+    return f @ jnp.asarray(_table(n_terms), q.dtype), _second_moment(f)
 
 
 def features(phi, dphi, q, n_terms=DEFAULT_TERMS):
     """Per-point data of the series: (q, aₙ, bₙ, T_V, T_V̇, E[φ²], E[φ'²]) for an array q of variances."""
     q = jnp.asarray(q)
     a, m = hermite_coefficients(phi, q, n_terms + 1)
-    _, d = hermite_coefficients(dphi, q, 1)
+    d = _second_moment(_at_nodes(dphi, q))
     k = jnp.arange(1, n_terms + 1, dtype=q.dtype)
     b = a[..., 1:] * jnp.sqrt(k / q[..., None])
     a = a[..., :n_terms]
@@ -90,9 +99,3 @@ def pair(f1, c, f2):
 def diagonal(f):
     """(V, V̇) at q1 = q2 = c: the exact second moments E[φ²], E[φ'²]."""
     return f[5], f[6]
-
-
-def mehler(phi, dphi, q1, c, q2, n_terms=DEFAULT_TERMS):
-    """(V, V̇, bound_V, bound_V̇) for broadcasting arrays q1, c, q2 (see module docstring)."""
-    q1, c, q2 = jnp.asarray(q1), jnp.asarray(c), jnp.asarray(q2)
-    return pair(features(phi, dphi, q1, n_terms), c, features(phi, dphi, q2, n_terms))

@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..recursion.lazy import layer_coefficients
 
 
 class FiniteMLP:
@@ -28,8 +27,7 @@ class FiniteMLP:
     def __init__(self, mlp, width):
         self.mlp, self.width = mlp, int(width)
         self.phi = mlp.dual.module().phi
-        sw2, sb2, _, _ = layer_coefficients(mlp.depth, mlp.sigma_w, mlp.sigma_b, mlp.parameterization)
-        sw, sb = np.sqrt(sw2), np.sqrt(sb2)
+        sw, sb = np.sqrt(mlp.coefficients[0]), np.sqrt(mlp.coefficients[1])
         one = np.ones_like(sw)
         # (a, s, β, t) per layer
         self.scales = (sw, one, sb, one) if mlp.parameterization == "ntk" else (one, sw, one, sb)
@@ -73,9 +71,12 @@ class FiniteMLP:
 
     def _backward(self, params, x):
         """δ^{ℓ+1} = ∂f/∂h^{ℓ+1} for every layer, by reverse-mode autodiff (shape (N, n_{ℓ+1}) each)."""
-        pre, post = self._forward(params, x)
-        zeros = [jnp.zeros_like(h) for h in pre]
-        grads = jax.grad(lambda z: jnp.sum(self._forward(params, x, z)[0][-1]))(zeros)
+        def output(shifts):
+            pre, post = self._forward(params, x, shifts)
+            return jnp.sum(pre[-1]), post
+
+        zeros = [jnp.zeros(h.shape, h.dtype) for h in jax.eval_shape(lambda: self._forward(params, x)[0])]
+        grads, post = jax.grad(output, has_aux=True)(zeros)
         return post, grads
 
     def empirical_ntk(self, params, x1, x2):
