@@ -91,6 +91,22 @@ def _run(args):
     return 0
 
 
+def _ndk(args):
+    from . import data as datasets
+    from .errors import SymntkError
+    from .report_ndk import run
+
+    try:
+        ds = datasets.load_npz(args.data) if args.data not in (None, "digits") else datasets.digits()
+        run(ds, args.out, args.activation, args.depth, args.sigma0_sq, args.sigma_sq, args.temperature,
+            args.n_train, args.n_test, args.n_times)
+    except (SymntkError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}/ndk_report.md, ndk_results.json, ndk_learning_curves.png")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="symntk", description="Exact infinite-width kernels of wide networks.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -114,6 +130,18 @@ def main(argv=None) -> int:
     r.add_argument("--parameterization", choices=("ntk", "standard"), default="ntk")
     r.add_argument("--out", default="out")
     r.set_defaults(fn=_run)
+    n = sub.add_parser("ndk", help="NDK learning curves under Langevin training (theory/ndk.md) -> out/")
+    n.add_argument("activation", help="activation formula in x, e.g. 'erf(x)'")
+    n.add_argument("--depth", type=int, default=2)
+    n.add_argument("--sigma0-sq", type=float, default=2.0, help="initial weight variance σ₀²")
+    n.add_argument("--sigma-sq", type=float, default=0.5, help="prior weight variance σ²")
+    n.add_argument("--temperature", type=float, default=0.05, help="Langevin temperature T (= noise variance)")
+    n.add_argument("--data", default="digits", help="'digits' (3 vs 8) or an .npz with x_train, y_train, x_test, y_test")
+    n.add_argument("--n-train", type=int, default=100)
+    n.add_argument("--n-test", type=int, default=100)
+    n.add_argument("--n-times", type=int, default=None, help="time points (default: the adaptive two-scale grid)")
+    n.add_argument("--out", default="out")
+    n.set_defaults(fn=_ndk)
     args = p.parse_args(argv)
     return args.fn(args)
 

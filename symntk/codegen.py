@@ -2,7 +2,7 @@
 
 Printing goes through a :class:`JaxPrinter` subclass after ``sympy.cse``; stable forms are
 chosen by the printer: ``safe_sqrt`` (finite gradient at 0) for every non-constant square
-root, ``arctan2`` for angles, ``logaddexp(0, u)`` for log(1 + eᵘ), ``log1p``/``expm1``
+root, ``arctan2`` (the vectorised one of :mod:`symntk._numerics`) for angles, ``logaddexp(0, u)`` for log(1 + eᵘ), ``log1p``/``expm1``
 via :mod:`sympy.codegen.rewriting`.  Irrational constants become float literals, so the
 output dtype follows the input dtype (float64 under JAX x64, float32 on request).
 The module text depends only on the expressions and options, so identical inputs give
@@ -55,7 +55,7 @@ class JaxCodePrinter(JaxPrinter):
         return f"jnp.heaviside({self._print(e.args[0])}, 0.5)"
 
     def _print_atan2(self, e):
-        return f"jnp.arctan2({self._print(e.args[0])}, {self._print(e.args[1])})"
+        return f"arctan2({self._print(e.args[0])}, {self._print(e.args[1])})"
 
     def _print_log(self, e):
         arg = e.args[0]

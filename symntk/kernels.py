@@ -62,7 +62,7 @@ class MLP:
         self.coefficients = layer_coefficients(depth, sigma_w, sigma_b, parameterization)
         mod = self.dual.module()
         self._diag = jax.jit(partial(_diagonal_pass, mod.features, mod.diagonal))
-        self._tile = jax.jit(partial(_tile_pass, mod.pair))
+        self._tile = jax.jit(lambda x1, x2, f1, f2, coef: _tile_pass(mod.pair, _dot(x1, x2), f1, f2, coef))
 
     def __repr__(self):
         return (f"MLP({str(self.activation.expr)!r}, depth={self.depth}, sigma_w={self.sigma_w}, "
@@ -101,10 +101,15 @@ def _layer(p, V, Vdot, theta):
     return p[0] * V + p[1], p[2] * V + p[3] + p[0] * Vdot * theta
 
 
+def _dot(x1, x2):
+    """The input-layer kernel x·x'/d, shape (N1, N2)."""
+    return x1 @ x2.T / x1.shape[1]
+
+
 def _diagonal_pass(features, diagonal, x, coef):
     """Σ^ℓ(x,x), Θ^ℓ(x,x) for ℓ = 1..L+1; returns (features of Σ^1..Σ^L stacked, (K, Θ) diagonals)."""
     sw2, sb2, aw, ab = coef
-    sq = jnp.sum(x * x, axis=1) / x.shape[1]
+    sq = jnp.sum(x * x, axis=1) / x.shape[1]  # the diagonal of _dot(x, x)
     q, theta = sw2[0] * sq + sb2[0], aw[0] * sq + ab[0]
 
     def layer(carry, p):
@@ -116,19 +121,15 @@ def _diagonal_pass(features, diagonal, x, coef):
     return feats, (q, theta)
 
 
-def _tile_pass(pair, x1, x2, f1, f2, coef):
-    """Σ^{L+1}, Θ^{L+1} between the rows of x1 and x2 given both points' per-layer features."""
+def _tile_pass(pair, dot, f1, f2, coef):
+    """Σ^{L+1}, Θ^{L+1} between two sets of points, given their input kernel ``dot`` = x·x'/d and
+    both sets' per-layer features."""
     sw2, sb2, aw, ab = coef
-    dot = x1 @ x2.T / x1.shape[1]
     c, theta = sw2[0] * dot + sb2[0], aw[0] * dot + ab[0]
-
-    def layer(carry, xs):
-        c, theta = carry
-        g1, g2, p = xs
+    for ell in range(1, len(sw2)):  # unrolled: XLA fuses the whole depth into one pass over the tile
+        g1, g2 = (jax.tree.map(lambda a: a[ell - 1], f) for f in (f1, f2))
         V, Vdot = pair(jax.tree.map(lambda a: a[:, None], g1), c, jax.tree.map(lambda a: a[None, :], g2))
-        return _layer(p, V, Vdot, theta), None
-
-    (c, theta), _ = jax.lax.scan(layer, (c, theta), (f1, f2, tuple(a[1:] for a in coef)))
+        c, theta = _layer((sw2[ell], sb2[ell], aw[ell], ab[ell]), V, Vdot, theta)
     return c, theta
 
 

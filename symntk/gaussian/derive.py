@@ -150,7 +150,7 @@ def _render(dual: DualActivation) -> str:
                dual_fn]
     else:
         body = codegen.print_block([("V", dual.nngp_expr), ("Vdot", dual.ntk_expr)])
-        imports = ["from symntk._numerics import clip_cov, safe_sqrt, shaped"]
+        imports = ["from symntk._numerics import arctan2, clip_cov, safe_sqrt, shaped"]
         fns = pointwise + ["def features(q):\n    \"\"\"Per-point data: for a closed form, the variance itself.\"\"\"\n    return (q,)",
                "def pair(f1, c, f2):\n    \"\"\"(V, Vdot) for broadcasting per-point features f1, f2 and covariance c.\"\"\"\n"
                "    (q1,), (q2,) = f1, f2\n    c = clip_cov(q1, c, q2)\n" + "\n".join(body) + "\n    return shaped((V, Vdot), q1, c, q2)",

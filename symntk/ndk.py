@@ -1,0 +1,280 @@
+"""The Neural Dynamical Kernel: a wide bias-free MLP trained by Langevin dynamics (theory/ndk.md N1–N14).
+
+The two-time layer step N4–N6 is the lazy NTK step of :mod:`symntk.kernels` (theory/lazy.md
+L9–L11) of the standard parameterisation (α_w = 1, no bias) with the weight variance σ_w²
+replaced by the weight autocorrelation m of N3: with Σ^ℓ = m K^{ℓ−1} and Θ^ℓ = G^{ℓ−1},
+
+    Σ^{ℓ+1} = m V_φ(Σ^ℓ),    Θ^{ℓ+1} = V_φ(Σ^ℓ) + m V̇_φ(Σ^ℓ) Θ^ℓ,    Σ^1 = m x·x'/d,  Θ^1 = x·x'/d,
+
+using m(t, t) for a point with itself and m(t, t') across times.  The last step gives
+C = Σ^{L+1} (N5) and Θ^{L+1} = G^L (N6), so K_d = e^{−k|t−t'|} Θ^{L+1} (N7).  ``derivations/ndk.md`` has the derivation and the
+normalisation checks.  Every time pair runs the jitted passes ``kernels._diagonal_pass`` and
+``kernels._tile_pass`` of the generated dual activation, vmapped over time.
+
+The mean predictor N8 is solved by :func:`symntk.solve.volterra.mean`, its covariance N9 by
+:func:`symntk.solve.volterra.covariance`, on the two-scale grid of :func:`time_grid`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import DataError
+from .gaussian import derive
+from .kernels import _check_x, _diagonal_pass, _dot, _tile_pass
+from .solve import volterra
+
+#: largest (time points) × (train + test points) for which ``predict`` forms the covariance N9 by default
+COVARIANCE_SIZE = 3000
+#: kernel entries per batch of time pairs in ``LangevinMLP.kernels`` (bounds its memory)
+PAIR_ENTRIES = 2**21
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Time scales of the two learning phases (theory/ndk.md, "Time scales").
+
+    ``gradient`` = 1/λ_max and ``gradient_slowest`` = 1/λ_min of the NTK K_d(0,0,X,X) (set by σ₀²);
+    ``diffusive`` = σ²/T, the relaxation time of the weights towards the prior (∞ at T = 0).
+    """
+
+    gradient: float
+    gradient_slowest: float
+    diffusive: float
+
+
+@dataclass(frozen=True)
+class NDKSolution:
+    """Mean predictor N8 and its covariance N9 at ``times``.
+
+    ``mean``: (n_t, P + P_test), training points first; ``covariance``: (n_t, P + P_test, P + P_test)
+    equal-time covariance, or None when it was not formed; ``grid``: the solver's time grid
+    (``times`` is a subset of it); ``phases``: :class:`Phases`.
+    """
+
+    times: np.ndarray
+    mean: np.ndarray
+    covariance: np.ndarray | None
+    phases: Phases
+    grid: np.ndarray
+    n_train: int
+
+    @property
+    def variance(self) -> np.ndarray:
+        """Var f(x, t), shape (n_t, P + P_test)."""
+        if self.covariance is None:
+            raise ValueError("the covariance was not formed (problem too large or covariance=False); "
+                             "call predict(..., covariance=True) on fewer time or data points")
+        return np.diagonal(self.covariance, axis1=1, axis2=2)
+
+
+def _positive(name, value, allow_zero=False):
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise DataError(f"{name} must be {'≥' if allow_zero else '>'} 0 and finite, got {value}")
+    return value
+
+
+class LangevinMLP:
+    """The bias-free MLP N1 (``depth`` hidden layers, all weights O(1)) trained by the Langevin
+    dynamics N2: initial weight variance ``sigma0_sq`` (σ₀²), prior variance ``sigma_sq`` (σ²),
+    temperature ``temperature`` (T, also the Bayesian noise variance); k = T/σ²."""
+
+    def __init__(self, activation, depth, sigma0_sq, sigma_sq, temperature, n_terms=None):
+        if not (isinstance(depth, (int, np.integer)) and depth >= 0):
+            raise DataError(f"depth counts hidden layers and must be an integer ≥ 0, got {depth!r}")
+        self.sigma0_sq = _positive("sigma0_sq", sigma0_sq)
+        self.sigma_sq = _positive("sigma_sq", sigma_sq)
+        self.temperature = _positive("temperature", temperature, allow_zero=True)
+        self.depth, self.rate = int(depth), self.temperature / self.sigma_sq
+        self.dual = derive(activation) if n_terms is None else derive(activation, n_terms=n_terms)
+        self.activation = self.dual.activation
+        self._features, self._pair = _compiled(self.dual.module(), self.depth)
+
+    def __repr__(self):
+        return (f"LangevinMLP({str(self.activation.expr)!r}, depth={self.depth}, sigma0_sq={self.sigma0_sq}, "
+                f"sigma_sq={self.sigma_sq}, temperature={self.temperature})")
+
+    @property
+    def _params(self):
+        return jnp.asarray([self.sigma0_sq, self.sigma_sq, self.rate])
+
+    def recursion(self):
+        """The symbolic two-time recursion N3–N7 for this network (``.latex()``)."""
+        from .recursion.ndk import NdkRecursion
+        return NdkRecursion(self.dual, self.depth)
+
+    def autocorrelation(self, t, s):
+        """N3: m(t, s) = σ² e^{−k|t−s|} + (σ₀² − σ²) e^{−k(t+s)}."""
+        return weight_autocorrelation(t, s, self.sigma0_sq, self.sigma_sq, self.rate)
+
+    def kernels(self, t, s, x1, x2=None):
+        """(C, K_d) of N5 and N7 at the broadcast time pairs (t, s): each of shape
+        broadcast(t, s).shape + (N1, N2).  K_d(t, s) for t < s is its mirror e^{−k(s−t)} G^L(t, s).
+        Without ``x2``, entries with t = s and x = x' come from the exact diagonal (E[φ²], E[φ'²])."""
+        t, s = (np.asarray(a, dtype=float) for a in np.broadcast_arrays(t, s))
+        if not (np.all(np.isfinite(t)) and np.all(np.isfinite(s)) and np.all(t >= 0) and np.all(s >= 0)):
+            raise DataError("times must be finite and ≥ 0")
+        x1 = jnp.asarray(_check_x("x1", x1))
+        x2 = x1 if x2 is None else jnp.asarray(_check_x("x2", x2))
+        if x2.shape[1] != x1.shape[1]:
+            raise DataError(f"x1 has {x1.shape[1]} features but x2 has {x2.shape[1]}")
+        nodes, index = np.unique(np.concatenate([t.ravel(), s.ravel()]), return_inverse=True)
+        nodes, index = jnp.asarray(nodes), index.reshape(2, -1)
+        batch = max(1, min(t.size, PAIR_ENTRIES // (x1.shape[0] * x2.shape[0])))
+        (f1, diag), f2 = self._features(self._params, nodes, x1), self._features(self._params, nodes, x2)[0]
+        C, Kd = (np.array(a) for a in _pair_map(self._pair, batch, self._params, jnp.asarray(index),
+                                                 nodes, _dot(x1, x2), f1, f2))
+        if x2 is x1:
+            same = np.flatnonzero(t.ravel() == s.ravel())
+            i = np.arange(x1.shape[0])
+            for out, d in zip((C, Kd), diag):
+                out[same[:, None], i, i] = np.asarray(d)[index[0, same]]
+        shape = t.shape + (x1.shape[0], x2.shape[0])
+        return C.reshape(shape), Kd.reshape(shape)
+
+    def ndk(self, t, s, x1, x2=None):
+        """K_d(t, s, x, x') of N7, shape broadcast(t, s).shape + (N1, N2)."""
+        return self.kernels(t, s, x1, x2)[1]
+
+    def prior_covariance(self, t, s, x1, x2=None):
+        """C(t, s, x, x') of N5 (the covariance of the untrained Langevin process), same shapes as ``ndk``."""
+        return self.kernels(t, s, x1, x2)[0]
+
+    def phases(self, x_train) -> Phases:
+        """The gradient time scales of K_d(0,0,X,X) and the diffusive time σ²/T."""
+        theta = self.ndk(0.0, 0.0, x_train)
+        if not np.all(np.isfinite(theta)):
+            raise DataError(f"the NTK K_d(0,0,X,X) of {self.activation.expr} is not finite: φ' has a jump (a Dirac "
+                            "mass in φ'), so E[φ'(u)²] diverges; use a continuous activation")
+        lam = np.linalg.eigvalsh(theta)
+        inv = lambda v: 1 / v if v > 0 else np.inf  # noqa: E731
+        return Phases(inv(lam[-1]), inv(lam[0] if lam[0] > 1e-12 * lam[-1] else 0.0), inv(self.rate))
+
+    def time_grid(self, x_train, n_times=None, t_max=None):
+        """The solver's two-scale time grid (t_0 = 0), see :func:`two_scale_grid`: spacing
+        0.05/λ_max(Θ) at the start, growing geometrically (×1.05 per step) up to 0.1 σ²/T, then
+        uniform, to ``t_max`` (default 20 σ²/T, or 20/λ_min(Θ) at T = 0)."""
+        ph = self.phases(x_train)
+        if t_max is None:
+            t_max = 20 * (ph.diffusive if self.temperature > 0 else ph.gradient_slowest)
+            if not np.isfinite(t_max):
+                raise DataError("at T = 0 with a singular NTK the dynamics never settle: pass t_max or times")
+        return two_scale_grid(0.05 * ph.gradient, 0.1 * ph.diffusive, float(t_max), n_times)
+
+    def predict(self, x_train, y_train, x_test=None, times=None, n_times=None, covariance=None) -> NDKSolution:
+        """Mean N8 and covariance N9 of f on the training points (first) and ``x_test``.
+
+        ``times``: where to report (any non-negative times; the solver adds the points of its
+        own two-scale grid below max(times), so both phases are resolved whatever is asked);
+        default: the whole grid of :meth:`time_grid` with ``n_times`` points.  ``covariance``:
+        form N9 (cost O((n_t·P_all)³)); default when n_t·(P + P_test) ≤ ``COVARIANCE_SIZE``.
+        """
+        x_train = _check_x("x_train", x_train)
+        y = np.asarray(y_train, dtype=float)
+        if y.shape != (x_train.shape[0],) or not np.all(np.isfinite(y)):
+            raise DataError(f"y_train must be a finite vector of shape ({x_train.shape[0]},), got shape {y.shape}")
+        x_all = x_train
+        if x_test is not None:
+            x_test = _check_x("x_test", x_test)
+            if x_test.shape[1] != x_train.shape[1]:
+                raise DataError(f"x_train has {x_train.shape[1]} features but x_test has {x_test.shape[1]}")
+            x_all = np.concatenate([x_train, x_test])
+        if times is None:
+            grid = self.time_grid(x_train, n_times)
+            report = np.arange(len(grid))
+        else:
+            times = np.atleast_1d(np.asarray(times, dtype=float))
+            if times.ndim != 1 or not np.all(np.isfinite(times)) or np.any(times < 0):
+                raise DataError("times must be a 1-D list of finite times ≥ 0")
+            grid = np.union1d(self.time_grid(x_train, n_times, t_max=max(times.max(), 1e-300)), times)
+            report = np.searchsorted(grid, times)
+        size = len(grid) * len(x_all)
+        if covariance is None:
+            covariance = size <= COVARIANCE_SIZE
+        elif covariance and size > COVARIANCE_SIZE * 4:
+            raise DataError(f"the covariance N9 needs ~{2 * 8 * size**2 / 2**30:.1f} GiB and O({size}³) work "
+                            f"({len(grid)} times × {len(x_all)} points); use fewer, or covariance=False")
+        features = self._features(self._params, jnp.asarray(grid), jnp.asarray(x_all))[0]
+        dot = _dot(jnp.asarray(x_all), jnp.asarray(x_train))
+        mean = volterra.mean(self._pair, self._params, grid, dot, features, jnp.asarray(y))
+        cov = None
+        if covariance:
+            C, Kd = self.kernels(grid[:, None], grid[None, :], x_all)
+            cov = volterra.covariance(grid, Kd[..., :len(y)], C)[report]
+        return NDKSolution(grid[report] if times is None else times, np.asarray(mean)[report], cov,
+                           self.phases(x_train), grid, len(y))
+
+
+def weight_autocorrelation(t, s, sigma0_sq, sigma_sq, rate):
+    """N3: m(t, s) = σ² e^{−k|t−s|} + (σ₀² − σ²) e^{−k(t+s)} (NumPy or JAX arrays)."""
+    xp = jnp if isinstance(t, jax.Array) or isinstance(s, jax.Array) else np
+    return sigma_sq * xp.exp(-rate * xp.abs(t - s)) + (sigma0_sq - sigma_sq) * xp.exp(-rate * (t + s))
+
+
+@lru_cache(maxsize=None)
+def _compiled(module, depth):
+    """The jitted per-time features pass and the (unjitted) pair step of one activation and depth,
+    shared by every LangevinMLP with them (parameters are traced, so nothing recompiles)."""
+    features = jax.jit(jax.vmap(partial(_features, module.features, module.diagonal, depth), in_axes=(None, 0, None)))
+    return features, partial(_pair, module.pair, depth)
+
+
+def _coefficients(depth, m):
+    """Per weight layer (σ_w², σ_b², α_w, α_b) = (m, 0, 1, 0): the lazy step that is N4–N6 at autocorrelation m."""
+    ones = jnp.ones(depth + 1, dtype=jnp.result_type(m))
+    return m * ones, 0 * ones, ones, 0 * ones
+
+
+def _features(features, diagonal, depth, params, t, x):
+    """At one time t, for every row of x: the per-layer features of Σ^1..Σ^L(t, t, x, x) and the
+    diagonals (C, K_d)(t, t, x, x)."""
+    m = weight_autocorrelation(t, t, *params)
+    return _diagonal_pass(features, diagonal, x, _coefficients(depth, m))
+
+
+def _pair(pair, depth, params, t, s, dot, f1, f2):
+    """(C, K_d)(t, s) of N5, N7 between two point sets given ``dot`` = x·x'/d and their features at t and s."""
+    m = weight_autocorrelation(t, s, *params)
+    C, G = _tile_pass(pair, dot, f1, f2, _coefficients(depth, m))
+    return C, jnp.exp(-params[2] * jnp.abs(t - s)) * G
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _pair_map(pair, batch, params, index, nodes, dot, f1, f2):
+    """``pair`` at the time pairs (nodes[index[0]], nodes[index[1]]), ``batch`` pairs at a time."""
+    at = lambda tree, i: jax.tree.map(lambda a: a[i], tree)  # noqa: E731
+    return jax.lax.map(lambda ij: pair(params, nodes[ij[0]], nodes[ij[1]], dot, at(f1, ij[0]), at(f2, ij[1])),
+                       index.T, batch_size=batch)
+
+
+def two_scale_grid(h_start, h_cap, t_max, n_times=None):
+    """Times 0 = t_0 < … < t_{n−1} = t_max as a smooth map of a uniform grid u_j = j/(n − 1):
+
+        t(v) = (h_cap/a) log(1 + b (e^v − 1)/(1 + b)),   b = h_start/(h_cap − h_start),   v = v_max u
+
+    whose spacing starts at ``h_start``, grows by a factor e^a = 1.05 per step and saturates at
+    ``h_cap`` (∞: pure geometric growth).  Default ``n_times``: the natural count at those
+    spacings.  Because t is smooth in u, the trapezoid rule on it converges as O(n⁻²), and the
+    grids for n and 2n − 1 points are nested.
+    """
+    a = np.log(1.05)
+    if not (h_start > 0 and t_max > 0):
+        raise DataError(f"the time grid needs h_start > 0 and t_max > 0, got {h_start}, {t_max}")
+    if np.isinf(h_cap):
+        v_max = np.log1p(t_max * a / h_start)
+        grid = lambda v: (h_start / a) * np.expm1(v)  # noqa: E731
+    else:
+        b = h_start / max(h_cap - h_start, 1e-12 * h_start)
+        v_max = np.log1p(np.expm1(min(t_max * a / h_cap, 700.0)) * (1 + b) / b)
+        grid = lambda v: (h_cap / a) * np.log1p(b * np.expm1(v) / (1 + b))  # noqa: E731
+    n = int(np.ceil(v_max / a)) + 1 if n_times is None else int(n_times)
+    if n < 2:
+        raise DataError(f"n_times must be ≥ 2, got {n_times}")
+    t = grid(v_max * np.arange(n) / (n - 1))
+    t[-1] = t_max
+    return t

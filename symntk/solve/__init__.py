@@ -1,0 +1,1 @@
+"""Numerical solvers, one file per theory; they call generated code, never SymPy."""

@@ -1,0 +1,96 @@
+"""The NDK predictor as a linear Volterra equation of the second kind (theory/ndk.md N8, N9).
+
+On a grid 0 = t_0 < … < t_{N−1} with steps h_n = t_n − t_{n−1}, the trapezoid rule with an
+implicit last node discretises f̄(x, t) = ∫₀ᵗ ds K_d(t, s, x, X) [Y − f̄(X, s)] as
+
+    f̄_n = Σ_{m<n} w_m K_nm r_m + (h_n/2) K_nn r_n,   r_m = Y − f̄_m(X),   w_m = (h_m + h_{m+1})/2,
+
+with h_0 := 0 and K_nm = K_d(t_n, t_m, ·, X); on the training rows it is solved for r_n,
+(I + (h_n/2) K_nn^{XX}) f̄_n(X) = Σ_{m<n} w_m K_nm^{XX} r_m + (h_n/2) K_nn^{XX} Y.  The error is
+O(h²) on a smoothly graded grid.  Written as one block lower-triangular operator A (blocks
+W_nm K_nm), the same scheme reads f̄ = A (Ȳ − f̄_X), and a realisation's fluctuation is
+δf = f⁰ − A δf_X with f⁰ the prior process of covariance C (N9).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: time nodes whose kernels the history sum evaluates together (vmapped)
+CHUNK = 4
+
+
+def weights(t):
+    """The trapezoid weight matrix W (N, N): W_nm = w_m for m < n, h_n/2 for m = n ≥ 1, else 0."""
+    t = np.asarray(t, dtype=float)
+    h = np.diff(t)
+    w = (np.concatenate([[0.0], h]) + np.concatenate([h, [0.0]])) / 2
+    W = np.tril(np.broadcast_to(w, (len(t), len(t))), -1)
+    W[np.arange(1, len(t)), np.arange(1, len(t))] = h / 2
+    return W
+
+
+def mean(pair, params, t, dot, features, y):
+    """N8 on the grid ``t``: f̄(t_n) at every point, shape (N, P_all), training points first.
+
+    ``pair(params, t, s, dot, f1, f2) -> (C, K_d)`` evaluates the kernels between two point sets
+    at times (t, s); ``dot`` (P_all, P) is x·x'/d of all points against the training points; ``features``
+    holds every point's per-layer features at every grid time (leaves (N, L, P_all, …)).
+    """
+    return _mean(pair, params, jnp.asarray(t), dot, features, y)
+
+
+@partial(jax.jit, static_argnums=0)
+def _mean(pair, params, t, dot, features, y):
+    N, P, P_all = t.shape[0], y.shape[0], dot.shape[0]
+    h = jnp.diff(t)
+    w = (jnp.concatenate([jnp.zeros(1, t.dtype), h]) + jnp.concatenate([h, jnp.zeros(1, t.dtype)])) / 2
+    at = lambda tree, i: jax.tree.map(lambda a: a[i], tree)  # noqa: E731
+    train = jax.tree.map(lambda a: a[:, :, :P], features)
+
+    def step(R, n):
+        fn = at(features, n)
+
+        def history(j, acc):  # Σ_m w_m K_nm r_m over the nodes m = j·CHUNK + (0..CHUNK−1) < n
+            ms = jnp.minimum(j * CHUNK + jnp.arange(CHUNK), N - 1)
+            K = jax.vmap(lambda m: pair(params, t[n], t[m], dot, fn, at(train, m))[1])(ms)
+            wm = jnp.where(j * CHUNK + jnp.arange(CHUNK) < n, w[ms], 0.0)
+            return acc + jnp.einsum("c,cij,cj->i", wm, K, R[ms])
+
+        acc = jax.lax.fori_loop(0, (n + CHUNK - 1) // CHUNK, history, jnp.zeros(P_all, t.dtype))
+        K = pair(params, t[n], t[n], dot, fn, at(train, n))[1]
+        half = h[n - 1] / 2
+        f_train = jnp.linalg.solve(jnp.eye(P, dtype=t.dtype) + half * K[:P], acc[:P] + half * K[:P] @ y)
+        r = y - f_train
+        return R.at[n].set(r), acc + half * K @ r
+
+    R = jnp.zeros((N, P), t.dtype).at[0].set(y)
+    _, f = jax.lax.scan(step, R, jnp.arange(1, N))
+    return jnp.concatenate([jnp.zeros((1, P_all), t.dtype), f])
+
+
+def operator(t, Kd):
+    """The block operator A of the scheme, shape (N·P_all, N·P): rows (n, x), columns (m, μ),
+    from K_d(t_n, t_m, x, x_μ) given as ``Kd`` (N, N, P_all, P)."""
+    N, _, P_all, P = Kd.shape
+    return (weights(t)[:, :, None, None] * Kd).transpose(0, 2, 1, 3).reshape(N * P_all, N * P)
+
+
+def covariance(t, Kd, C):
+    """N9: the equal-time covariance of f, shape (N, P_all, P_all), from K_d (N, N, P_all, P) and the
+    prior covariance C (N, N, P_all, P_all) on the grid ``t``.
+
+    δf = S f⁰ with S = I − A (I + A_XX)⁻¹ E_X (E_X picks the training rows), so Cov = S C Sᵀ.
+    """
+    N, _, P_all, P = Kd.shape
+    A = operator(t, Kd)
+    rows = (np.arange(N)[:, None] * P_all + np.arange(P)).ravel()  # the training rows (n, μ)
+    E = np.zeros((N * P, N * P_all))
+    E[np.arange(N * P), rows] = 1.0
+    S = np.eye(N * P_all) - A @ np.linalg.solve(np.eye(N * P) + A[rows], E)
+    SC = (S @ C.transpose(0, 2, 1, 3).reshape(N * P_all, N * P_all)).reshape(N, P_all, N * P_all)
+    cov = SC @ S.reshape(N, P_all, N * P_all).transpose(0, 2, 1)
+    return (cov + cov.transpose(0, 2, 1)) / 2
