@@ -1,0 +1,182 @@
+"""Deep linear networks in the Bayesian feature-learning limit, exactly (theory/adaptive.md D1–D6).
+
+For φ(h) = h the single-site integrals are Gaussian and the saddle point of the action B2 is
+solved by one scalar equation:
+
+* whitened data (Kˣ = I, |y| = 1), D4:  c_L = (1 + γ₀² c_L/(c_L + β⁻¹)²)^L, c_ℓ = c_L^{ℓ/L},
+  χ = 1 − c_L^{1/L} (the conserved c_ℓ ĉ_ℓ of D3);
+* general Kˣ, D6:  1 + s = (1 + κ'(s))^L with κ'(s) = γ₀²(1 + s) vᵀKˣv, v = ((1 + s)Kˣ + β⁻¹I)⁻¹y;
+  Φˡ = Kˣ + ((1 + κ')^ℓ − 1) uuᵀ/m₀ (u = Kˣv, m₀ = vᵀKˣv) and Φ̂ˡ = −q_ℓ vvᵀ with
+  q_ℓ = κ'/(m₀ (1 + κ')^ℓ) (Sherman–Morrison on D1; derivations/deep_linear.md).
+
+Both are solved by bisection in a logarithmic variable on a bracket proven to hold the root, so
+every γ₀ ≥ 0, β ∈ [1, ∞] and depth ≥ 1 converges without overflow.  ``solve`` reports the
+residuals of D1 and B6 at its solution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.special import lambertw
+
+from .errors import DataError
+
+BISECTIONS = 200  # halvings of a bracket ≤ 2e4 wide in log c: far below float64 resolution
+
+
+@dataclass(frozen=True)
+class Overlaps:
+    """Whitened overlaps: ``c`` = (c_1..c_L) = yᵀΦˡy, ``c_hat`` = (ĉ_1..ĉ_L), ``chi`` = c_ℓĉ_ℓ (D3);
+    leading axes broadcast over γ₀ and β, the last is the layer."""
+
+    c: np.ndarray
+    c_hat: np.ndarray
+    chi: np.ndarray
+
+
+@dataclass(frozen=True)
+class Asymptotes:
+    """The three scalings of c_L (D5): lazy γ₀ → 0, rich γ₀ → ∞, deep L → ∞."""
+
+    lazy: np.ndarray
+    rich: np.ndarray
+    deep: np.ndarray
+
+
+def _check(depth, gamma0, beta):
+    depth, gamma0, beta = (np.asarray(a, dtype=float) for a in (depth, gamma0, beta))
+    if np.any(depth < 1) or np.any(depth != np.round(depth)):
+        raise DataError(f"depth must be an integer ≥ 1, got {depth}")
+    if np.any(~(gamma0 >= 0)) or np.any(~np.isfinite(gamma0)):
+        raise DataError(f"gamma0 must be finite and ≥ 0, got {gamma0}")
+    if np.any(~(beta > 0)):
+        raise DataError(f"beta must be > 0 (np.inf for noiseless), got {beta}")
+    return depth, gamma0, beta
+
+
+@jax.jit
+def _log_last_overlap(depth, gamma0, beta):
+    """x = log c_L solving L log(1 + γ₀² e^{−x}/(1 + β⁻¹e^{−x})²) = x on [0, L log(1 + γ₀²) + 1]."""
+    b = 1 / beta
+
+    def excess(x):
+        e = jnp.exp(-x)
+        return depth * jnp.log1p(gamma0**2 * e / (1 + b * e) ** 2) - x
+
+    def halve(_, bracket):
+        lo, hi = bracket
+        mid = (lo + hi) / 2
+        up = excess(mid) > 0
+        return jnp.where(up, mid, lo), jnp.where(up, hi, mid)
+
+    lo = jnp.zeros(jnp.broadcast_shapes(jnp.shape(depth), jnp.shape(gamma0), jnp.shape(beta)))
+    lo, hi = jax.lax.fori_loop(0, BISECTIONS, halve, (lo, lo + depth * jnp.log1p(gamma0**2) + 1))
+    return (lo + hi) / 2
+
+
+def last_overlap(depth, gamma0, beta):
+    """c_L of D4 for broadcasting arrays of depth, γ₀ and β (vectorised; β = np.inf allowed)."""
+    depth, gamma0, beta = _check(depth, gamma0, beta)
+    return np.exp(np.asarray(_log_last_overlap(depth, gamma0, beta)))
+
+
+def whitened_overlaps(depth, gamma0, beta) -> Overlaps:
+    """D2–D4 for Kˣ = I, |y| = 1 at one depth, broadcasting over γ₀ and β."""
+    if not (isinstance(depth, (int, np.integer)) and depth >= 1):
+        raise DataError(f"depth must be an integer ≥ 1, got {depth!r}")
+    _, gamma0, beta = _check(depth, gamma0, beta)
+    x = np.asarray(_log_last_overlap(float(depth), gamma0, beta))[..., None]
+    ell = np.arange(1, depth + 1)
+    c = np.exp(x * ell / depth)
+    chi = -np.expm1(x[..., 0] / depth)
+    return Overlaps(c, chi[..., None] / c, chi)
+
+
+def asymptotes(depth, gamma0, beta) -> Asymptotes:
+    """D5: lazy 1 + Lγ₀²/(1 + β⁻¹)²; rich γ₀^{2L/(L+1)}; deep Lγ₀²/W(Lγ₀²) (Lambert W)."""
+    depth, gamma0, beta = _check(depth, gamma0, beta)
+    z = depth * gamma0**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deep = np.where(z > 0, z / np.real(lambertw(z)), 1.0)
+    return Asymptotes(1 + z / (1 + 1 / beta) ** 2, gamma0 ** (2 * depth / (depth + 1)), deep)
+
+
+@dataclass(frozen=True)
+class DeepLinearSolution:
+    """Saddle point of B2 for φ(h) = h on general data (D6).
+
+    ``phi``: (L, P, P) kernels Φ¹..Φᴸ; ``phi_hat``: (L, P, P); ``s``: the scalar of D6;
+    ``residual``: max |D1, B6 residual| relative to ‖Kˣ‖; ``predict(k_test_train)``: the
+    predictor f(x) = Kˣ(x, X)(Kˣ + β⁻¹I/(1 + s))⁻¹ y.
+    """
+
+    phi: np.ndarray
+    phi_hat: np.ndarray
+    s: float
+    residual: float
+    kx: np.ndarray
+    y: np.ndarray
+    beta: float
+
+    def predict(self, k_test_train):
+        """f(x) from the input kernel rows Kˣ(x, X), shape (N_test, P)."""
+        ridge = np.eye(len(self.y)) / (self.beta * (1 + self.s))
+        return np.asarray(k_test_train) @ np.linalg.solve(self.kx + ridge, self.y)
+
+
+def solve(kx, y, depth, gamma0, beta) -> DeepLinearSolution:
+    """D6 for input kernel ``kx`` (P, P) and targets ``y`` (P,)."""
+    kx, y = np.asarray(kx, dtype=float), np.asarray(y, dtype=float)
+    P = len(y)
+    if kx.shape != (P, P) or y.shape != (P,) or not (np.all(np.isfinite(kx)) and np.all(np.isfinite(y))):
+        raise DataError(f"kx must be a finite (P, P) matrix and y a finite (P,) vector, got {kx.shape}, {y.shape}")
+    if not (isinstance(depth, (int, np.integer)) and depth >= 1):
+        raise DataError(f"depth must be an integer ≥ 1, got {depth!r}")
+    _check(depth, gamma0, beta)
+    lam, U = np.linalg.eigh((kx + kx.T) / 2)
+    if lam[0] < -1e-10 * lam[-1]:
+        raise DataError(f"kx is not positive semi-definite (smallest eigenvalue {lam[0]:.3g})")
+    lam = np.maximum(lam, 0.0)
+    b = 1 / beta
+    if b == 0 and lam[0] <= 1e-12 * lam[-1]:
+        raise DataError("beta = inf needs a positive-definite kx (y may lie in its null space); use a finite beta")
+    yt = U.T @ y
+
+    def kappa(s):  # κ'(s) and m₀(s) in the eigenbasis of Kˣ
+        m0 = np.sum(lam * yt**2 / ((1 + s) * lam + b) ** 2)
+        return gamma0**2 * (1 + s) * m0, m0
+
+    # bisection on z = log(1 + s) ∈ [0, L log(1 + κ'(0)) + 1]: κ'(s) ≤ κ'(0) for s ≥ 0
+    lo, hi = 0.0, depth * np.log1p(kappa(0.0)[0]) + 1.0
+    for _ in range(BISECTIONS):
+        mid = (lo + hi) / 2
+        if depth * np.log1p(kappa(np.expm1(mid))[0]) > mid:
+            lo = mid
+        else:
+            hi = mid
+    s = float(np.expm1((lo + hi) / 2))
+    kp, m0 = kappa(s)
+    v = U @ (yt / ((1 + s) * lam + b))
+    u = kx @ v
+    ell = np.arange(1, depth + 1)[:, None, None]
+    phi = kx + (np.power(1 + kp, ell) - 1) * np.outer(u, u) / m0
+    phi_hat = -kp / (m0 * np.power(1 + kp, ell)) * np.outer(v, v)
+    res = residuals(kx, y, phi, phi_hat, gamma0, beta)
+    return DeepLinearSolution(phi, phi_hat, s, res, kx, y, float(beta))
+
+
+def residuals(kx, y, phi, phi_hat, gamma0, beta):
+    """max over ℓ of the D1 and B6 residuals, relative to max |Kˣ|, in inverse-free forms:
+    Φˡ − Φˡ⁻¹ + Φˡ⁻¹Φ̂ˡΦˡ (⇔ Φˡ = [(Φˡ⁻¹)⁻¹ + Φ̂ˡ]⁻¹), Φ̂ˡ⁺¹ − Φ̂ˡ − Φ̂ˡΦˡΦ̂ˡ⁺¹ (⇔ Φ̂ˡ = [(Φ̂ˡ⁺¹)⁻¹ + Φˡ]⁻¹),
+    and Φ̂ᴸ + γ₀² a aᵀ with a = (Φᴸ + β⁻¹I)⁻¹y (B6)."""
+    P = len(y)
+    eye = np.eye(P)
+    prev = np.concatenate([kx[None], phi[:-1]])
+    r = [np.max(np.abs(phi[i] - prev[i] + prev[i] @ phi_hat[i] @ phi[i])) for i in range(len(phi))]  # Φ = Φ⁻ − Φ⁻Φ̂Φ ⇔ D1
+    r += [np.max(np.abs(phi_hat[i + 1] - phi_hat[i] - phi_hat[i] @ phi[i] @ phi_hat[i + 1])) for i in range(len(phi) - 1)]
+    a = np.linalg.solve(phi[-1] + eye / beta, y)
+    r.append(np.max(np.abs(phi_hat[-1] + gamma0**2 * np.outer(a, a))))
+    return float(max(r) / np.max(np.abs(kx)))

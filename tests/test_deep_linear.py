@@ -1,0 +1,108 @@
+"""Deep linear feature learning (theory/adaptive.md D1–D6): the scalar solutions against the full
+saddle-point equations, the three asymptotes, and the lazy limit.  Identities hold to rounding
+(relative 1e-12 unless said); the asymptote checks use the next-order term as the tolerance."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from symntk import deep_linear as dl
+from symntk.errors import DataError
+
+gammas = st.floats(-3, 3).map(lambda e: 10.0**e)
+betas = st.one_of(st.floats(0, 6).map(lambda e: 10.0**e), st.just(np.inf))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 1000), gammas, betas)
+def test_whitened_overlaps_solve_d2_and_conserve_chi(depth, gamma0, beta):
+    """D4's root satisfies the layer recursions D2 and the boundary ĉ_L = −γ₀²/(c_L + β⁻¹)²; c_ℓĉ_ℓ = χ (D3)."""
+    ov = dl.whitened_overlaps(depth, gamma0, beta)
+    c, ch = ov.c, ov.c_hat
+    assert np.all(np.isfinite(c)) and np.all(c >= 1) and np.all(np.diff(c) >= 0)
+    prev = np.concatenate([[1.0], c[:-1]])
+    assert np.allclose(c, prev / (1 + prev * ch), rtol=1e-12, atol=0)
+    assert np.allclose(ch[:-1], ch[1:] / (1 + c[:-1] * ch[1:]), rtol=1e-10, atol=1e-300)
+    assert ch[-1] == pytest.approx(-gamma0**2 / (c[-1] + 1 / beta) ** 2, rel=1e-12)
+    assert np.allclose(c * ch, ov.chi, rtol=1e-12)
+    assert np.allclose(c, c[-1] ** (np.arange(1, depth + 1) / depth), rtol=1e-12)
+
+
+def test_last_overlap_is_monotone_in_gamma0_and_vectorised():
+    g = np.logspace(-3, 3, 200)
+    c = dl.last_overlap(np.array([1, 8, 1000])[:, None], g[None, :], 10.0)
+    assert c.shape == (3, 200) and np.all(np.diff(c, axis=1) > 0)
+
+
+def test_asymptotes_are_limits():
+    """D5: ratios → 1.  Lazy: (c_L − 1)/(Lγ₀²/(1+β⁻¹)²) = 1 + O(Lγ₀²); rich (β = ∞): c_L/γ₀^{2L/(L+1)}
+    = 1 + O(γ₀^{−2/(L+1)}); deep: c ln c = Lγ₀² up to O(γ₀²/c_L)."""
+    for L in (1, 4, 16):
+        lazy = dl.asymptotes(L, 1e-4, 20.0).lazy
+        assert (dl.last_overlap(L, 1e-4, 20.0) - 1) / (lazy - 1) == pytest.approx(1, abs=1e-6)
+        g = 1e6 if L == 1 else 1e12
+        assert dl.last_overlap(L, g, np.inf) / dl.asymptotes(L, g, np.inf).rich == pytest.approx(1, abs=3 * g ** (-2 / (L + 1)))
+    for L in (10**4, 10**6):
+        c = dl.last_overlap(L, 1.0, np.inf)
+        assert c / dl.asymptotes(L, 1.0, np.inf).deep == pytest.approx(1, abs=2 / c)
+
+
+def random_problem(seed, P=6):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(P + 3, 4))
+    k = x @ x.T / 4 + 0.05 * np.eye(P + 3)
+    return k, rng.normal(size=P)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 40), gammas, st.floats(0, 4).map(lambda e: 10.0**e))
+def test_general_solution_is_stationary(seed, depth, gamma0, beta):
+    """D6 solves D1 and B6 exactly: every residual < 1e-9 relative to ‖Kˣ‖."""
+    k, y = random_problem(seed)
+    sol = dl.solve(k[:6, :6], y, depth, gamma0, beta)
+    assert sol.residual < 1e-9
+
+
+def test_identity_kernel_reproduces_the_whitened_overlaps():
+    y = np.random.default_rng(1).normal(size=7)
+    y /= np.linalg.norm(y)
+    sol = dl.solve(np.eye(7), y, 6, 2.5, 30.0)
+    assert np.allclose([y @ p @ y for p in sol.phi], dl.whitened_overlaps(6, 2.5, 30.0).c, rtol=1e-12)
+
+
+def test_lazy_limit_gives_the_input_kernel():
+    """γ₀ → 0: Φ̂ → 0 and Φˡ → Kˣ at rate γ₀² (first order: Φˡ ≈ Kˣ + ℓγ₀² Kˣa₀a₀ᵀKˣ)."""
+    k, y = random_problem(3)
+    k = k[:6, :6]
+    a0 = np.linalg.solve(k + np.eye(6) / 10.0, y)
+    for g in (1e-3, 1e-4):
+        sol = dl.solve(k, y, 3, g, 10.0)
+        first = np.array([k + ell * g**2 * k @ np.outer(a0, a0) @ k for ell in (1, 2, 3)])
+        assert np.max(np.abs(sol.phi - first)) < 10 * g**4 * np.max(np.abs(k)) * np.sum(a0**2) ** 2 * 50
+
+
+def test_predictor_is_ridge_with_a_shrunk_ridge():
+    """D6: B1 with the adapted kernel, f = Φᴸ(x,X)(Φᴸ + β⁻¹I)⁻¹y, test rows Φᴸ(x,X) = Kˣ(x,X) +
+    ((1+κ')ᴸ − 1)(Kˣ(x,X)v)uᵀ/m₀, equals Kˣ(x,X)(Kˣ + β⁻¹I/(1+s))⁻¹y."""
+    k, y = random_problem(5)
+    beta = 7.0
+    sol = dl.solve(k[:6, :6], y, 4, 1.3, beta)
+    kxX = k[6:, :6]
+    # α(Kˣ(x,X)v)uᵀ/m₀ = Kˣ(x,X)(Kˣ)⁻¹(Φᴸ − Kˣ) since u = Kˣv
+    phi_test = kxX + kxX @ np.linalg.solve(k[:6, :6], sol.phi[-1] - k[:6, :6])
+    b1 = phi_test @ np.linalg.solve(sol.phi[-1] + np.eye(6) / beta, y)
+    assert np.allclose(b1, sol.predict(kxX), rtol=1e-10, atol=1e-12)
+    ridgeless = dl.solve(k[:6, :6], y, 4, 1.3, np.inf)
+    assert np.allclose(ridgeless.predict(kxX), kxX @ np.linalg.solve(k[:6, :6], y), rtol=1e-10)
+
+
+def test_bad_input():
+    with pytest.raises(DataError, match="depth"):
+        dl.whitened_overlaps(0, 1.0, 1.0)
+    with pytest.raises(DataError, match="gamma0"):
+        dl.last_overlap(2, -1.0, 1.0)
+    with pytest.raises(DataError, match="beta"):
+        dl.last_overlap(2, 1.0, 0.0)
+    with pytest.raises(DataError, match="positive semi-definite"):
+        dl.solve(-np.eye(3), np.ones(3), 2, 1.0, 1.0)
+    with pytest.raises(DataError, match="beta = inf"):
+        dl.solve(np.diag([1.0, 0.0]), np.ones(2), 2, 1.0, np.inf)
