@@ -20,3 +20,4 @@ derivations:
 bench:
 	$(PY) benchmarks/bench_dual.py
 	$(PY) benchmarks/bench_mlp.py
+	$(PY) benchmarks/bench_ndk.py

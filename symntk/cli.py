@@ -107,6 +107,20 @@ def _ndk(args):
     return 0
 
 
+def _deep_linear(args):
+    from .errors import SymntkError
+    from .report_deep_linear import gamma_grid, run
+
+    try:
+        depths = [int(v) for v in args.depth.split(",")]
+        run(args.out, depths, gamma_grid(args.gamma0), args.beta)
+    except (SymntkError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}/deep_linear_overlaps.png, deep_linear_layers.png, deep_linear.json")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="symntk", description="Exact infinite-width kernels of wide networks.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -142,6 +156,12 @@ def main(argv=None) -> int:
     n.add_argument("--n-times", type=int, default=None, help="time points (default: the adaptive two-scale grid)")
     n.add_argument("--out", default="out")
     n.set_defaults(fn=_ndk)
+    dln = sub.add_parser("deep-linear", help="whitened deep linear overlaps vs γ₀ and across layers (D4, D5) -> out/")
+    dln.add_argument("--depth", default="1,2,4,8,16", help="comma-separated depths")
+    dln.add_argument("--gamma0", default="0.01:100", help="'lo:hi' (log grid) or a comma-separated list")
+    dln.add_argument("--beta", type=float, default=100.0, help="inverse temperature β (inf allowed)")
+    dln.add_argument("--out", default="out")
+    dln.set_defaults(fn=_deep_linear)
     args = p.parse_args(argv)
     return args.fn(args)
 

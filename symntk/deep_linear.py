@@ -23,6 +23,7 @@ import numpy as np
 from scipy.special import lambertw
 
 from .errors import DataError
+from .recursion.deep_linear import saddle_equations  # noqa: F401  (the symbolic derivation, re-exported)
 
 BISECTIONS = 200  # halvings of a bracket ≤ 2e4 wide in log c: far below float64 resolution
 
@@ -109,7 +110,7 @@ class DeepLinearSolution:
     """Saddle point of B2 for φ(h) = h on general data (D6).
 
     ``phi``: (L, P, P) kernels Φ¹..Φᴸ; ``phi_hat``: (L, P, P); ``s``: the scalar of D6;
-    ``residual``: max |D1, B6 residual| relative to ‖Kˣ‖; ``predict(k_test_train)``: the
+    ``residual``: max relative residual of D1 and B6 (:func:`residuals`); ``predict(k_test_train)``: the
     predictor f(x) = Kˣ(x, X)(Kˣ + β⁻¹I/(1 + s))⁻¹ y.
     """
 
@@ -169,14 +170,19 @@ def solve(kx, y, depth, gamma0, beta) -> DeepLinearSolution:
 
 
 def residuals(kx, y, phi, phi_hat, gamma0, beta):
-    """max over ℓ of the D1 and B6 residuals, relative to max |Kˣ|, in inverse-free forms:
+    """max over ℓ of the D1 and B6 residuals, each relative to its largest term, in inverse-free forms:
     Φˡ − Φˡ⁻¹ + Φˡ⁻¹Φ̂ˡΦˡ (⇔ Φˡ = [(Φˡ⁻¹)⁻¹ + Φ̂ˡ]⁻¹), Φ̂ˡ⁺¹ − Φ̂ˡ − Φ̂ˡΦˡΦ̂ˡ⁺¹ (⇔ Φ̂ˡ = [(Φ̂ˡ⁺¹)⁻¹ + Φˡ]⁻¹),
-    and Φ̂ᴸ + γ₀² a aᵀ with a = (Φᴸ + β⁻¹I)⁻¹y (B6)."""
-    P = len(y)
-    eye = np.eye(P)
+    and M Φ̂ᴸ M + γ₀² yyᵀ with M = Φᴸ + β⁻¹I (B6)."""
+    size = lambda *ms: max(np.max(np.abs(m)) for m in ms)  # noqa: E731
     prev = np.concatenate([kx[None], phi[:-1]])
-    r = [np.max(np.abs(phi[i] - prev[i] + prev[i] @ phi_hat[i] @ phi[i])) for i in range(len(phi))]  # Φ = Φ⁻ − Φ⁻Φ̂Φ ⇔ D1
-    r += [np.max(np.abs(phi_hat[i + 1] - phi_hat[i] - phi_hat[i] @ phi[i] @ phi_hat[i + 1])) for i in range(len(phi) - 1)]
-    a = np.linalg.solve(phi[-1] + eye / beta, y)
-    r.append(np.max(np.abs(phi_hat[-1] + gamma0**2 * np.outer(a, a))))
-    return float(max(r) / np.max(np.abs(kx)))
+    r = []
+    for i in range(len(phi)):
+        t = prev[i] @ phi_hat[i] @ phi[i]
+        r.append(np.max(np.abs(phi[i] - prev[i] + t)) / size(phi[i], prev[i], t))
+    for i in range(len(phi) - 1):
+        t = phi_hat[i] @ phi[i] @ phi_hat[i + 1]
+        r.append(np.max(np.abs(phi_hat[i + 1] - phi_hat[i] - t)) / size(phi_hat[i], phi_hat[i + 1], t))
+    M = phi[-1] + np.eye(len(y)) / beta
+    t, g = M @ phi_hat[-1] @ M, gamma0**2 * np.outer(y, y)
+    r.append(np.max(np.abs(t + g)) / size(t, g))
+    return float(max(r))

@@ -27,3 +27,21 @@ def test_derivations_are_current():
     import pathlib
     root = pathlib.Path(__file__).resolve().parents[1]
     assert main(["derivations", "--out", str(root / "derivations"), "--check"]) == 0
+
+
+def test_ndk_command_writes_the_learning_curves(tmp_path):
+    import json
+    out = tmp_path / "out"
+    assert main(["ndk", "erf(x)", "--depth", "1", "--n-train", "12", "--n-test", "6", "--out", str(out)]) == 0
+    res = json.loads((out / "ndk_results.json").read_text())
+    assert len(res["test_mse"]) == len(res["times"]) and (out / "ndk_learning_curves.png").stat().st_size > 0
+    # the last time is deep in the diffusive phase: the predictor is the NNGP posterior's (N12), up to
+    # the default grid's trapezoid error (h k ≤ 0.1: a few per cent of the MSE at most)
+    assert abs(res["train_mse"][-1] - res["limits"]["nngp"]["train"]) < 0.05 * res["limits"]["nngp"]["train"]
+
+
+def test_deep_linear_command_writes_the_overlap_figures(tmp_path):
+    out = tmp_path / "out"
+    assert main(["deep-linear", "--depth", "1,4", "--gamma0", "0.1:10", "--beta", "50", "--out", str(out)]) == 0
+    assert (out / "deep_linear_overlaps.png").exists() and (out / "deep_linear_layers.png").exists()
+    assert main(["deep-linear", "--gamma0", "a:b"]) == 2

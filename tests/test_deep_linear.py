@@ -56,7 +56,7 @@ def random_problem(seed, P=6):
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 10**6), st.integers(1, 40), gammas, st.floats(0, 4).map(lambda e: 10.0**e))
 def test_general_solution_is_stationary(seed, depth, gamma0, beta):
-    """D6 solves D1 and B6 exactly: every residual < 1e-9 relative to ‖Kˣ‖."""
+    """D6 solves D1 and B6 exactly: every residual < 1e-9 relative to the matrices in it."""
     k, y = random_problem(seed)
     sol = dl.solve(k[:6, :6], y, depth, gamma0, beta)
     assert sol.residual < 1e-9
@@ -106,3 +106,18 @@ def test_bad_input():
         dl.solve(-np.eye(3), np.ones(3), 2, 1.0, 1.0)
     with pytest.raises(DataError, match="beta = inf"):
         dl.solve(np.diag([1.0, 0.0]), np.ones(2), 2, 1.0, np.inf)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_symbolic_saddle_equations_vanish_at_the_numerical_solution(depth):
+    """The stationarity conditions SymPy derives from the action hold at whitened_overlaps' root,
+    and the matrix form of D1 checks out entrywise."""
+    from symntk.recursion.deep_linear import beta, gamma0, matrix_check
+    eqs = dl.saddle_equations(depth)
+    ov = dl.whitened_overlaps(depth, 1.7, 12.0)
+    values = {gamma0: 1.7, beta: 12.0, **dict(zip(eqs.c, ov.c)), **dict(zip(eqs.c_hat, ov.c_hat))}
+    for eq in eqs.stationarity:
+        assert abs(float(eq.lhs.subs(values))) < 1e-12
+    assert abs(float((eqs.scalar.lhs - eqs.scalar.rhs).subs(values))) < 1e-10 * ov.c[-1]
+    assert "\\hat{c}" in eqs.latex()
+    assert matrix_check()

@@ -47,7 +47,7 @@ def test_ndk_equals_ntk_and_prior_is_nngp_at_t0(p):
     assert rel(C, lazy.nngp) < 1e-12
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(problems)
 def test_predictor_starts_at_zero_with_the_prior_variance(p):
     """N10: f̄(·, 0) = 0 and Var f(x, 0) = σ₀² K^L(0,0,x,x) = C(0,0,x,x)."""
@@ -81,9 +81,9 @@ def test_small_temperature_approaches_the_ntk_flow_linearly():
     gaps = []
     for T in (0.02, 0.01, 0.005):
         net = LangevinMLP("erf(x)", 1, 1.5, 0.5, T)
-        gaps.append(np.max(np.abs(net.predict(x[:4], y, x[4:], times=times, n_times=400).mean
+        gaps.append(np.max(np.abs(net.predict(x[:4], y, x[4:], times=times, n_times=200).mean
                                   - LangevinMLP("erf(x)", 1, 1.5, 0.5, 0.0).predict(
-                                      x[:4], y, x[4:], times=times, n_times=400).mean)))
+                                      x[:4], y, x[4:], times=times, n_times=200).mean)))
     assert 1.8 < gaps[0] / gaps[1] < 2.2 and 1.8 < gaps[1] / gaps[2] < 2.2, gaps
 
 
@@ -94,18 +94,19 @@ def test_long_time_is_the_nngp_posterior_whatever_sigma0(act):
     The error is the trapezoid's: O(h²) for erf (it must fall ~4× when the spacing halves), but
     O(h^{3/2}) for ReLU, whose K_d(t, s, x, x) has a √(t − s) cusp at s → t (derivations/ndk.md),
     so ~2.8×; at the finer grid (h k ≤ 0.05) the measured errors are 1e-3 (erf) and 3e-3 (ReLU)."""
-    x, y = points(7, 6), labels(7, 4)
+    x, y = points(7, 5), labels(7, 3)
     T, sigma_sq = 0.1, 0.6
     lazy = sn.MLP(act, 2, sigma_w=np.sqrt(sigma_sq), sigma_b=0.0).kernel(x).nngp
-    post = nngp_posterior(lazy[:4, :4], lazy[:, :4], lazy, y, noise=T)
+    post = nngp_posterior(lazy[:3, :3], lazy[:, :3], lazy, y, noise=T)
     rate, tol = {"erf(x)": (3.5, 2e-3), "relu(x)": (2.5, 4e-3)}[act]
-    for sigma0_sq in (0.4, 2.5):
+    for sigma0_sq, covariance in ((2.5, True), (0.4, False)):  # the covariance (O((n_t P)³)) once
         net = LangevinMLP(act, 2, sigma0_sq, sigma_sq, T)
-        n = len(net.time_grid(x[:4]))
+        n = len(net.time_grid(x[:3]))
         err = []
         for n_times in (n, 2 * n - 1):
-            sol = net.predict(x[:4], y, x[4:], n_times=n_times, covariance=True)
-            err.append((np.max(np.abs(sol.mean[-1] - post.mean)), np.max(np.abs(sol.covariance[-1] - post.covariance))))
+            sol = net.predict(x[:3], y, x[3:], n_times=n_times, covariance=covariance)
+            err.append([np.max(np.abs(sol.mean[-1] - post.mean))]
+                       + ([np.max(np.abs(sol.covariance[-1] - post.covariance))] if covariance else []))
         err = np.array(err)
         assert np.all(err[1] < tol) and np.all(err[1] < err[0] / rate), err
 
