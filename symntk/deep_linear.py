@@ -9,7 +9,8 @@ solved by one scalar equation:
   Φˡ = Kˣ + ((1 + κ')^ℓ − 1) uuᵀ/m₀ (u = Kˣv, m₀ = vᵀKˣv) and Φ̂ˡ = −q_ℓ vvᵀ with
   q_ℓ = κ'/(m₀ (1 + κ')^ℓ) (Sherman–Morrison on D1; derivations/deep_linear.md).
 
-Both are solved by bisection in a logarithmic variable on a bracket proven to hold the root, so
+Both are solved in a logarithmic variable on a bracket proven to hold the root (safeguarded
+Newton for D4, bisection for D6), so
 every γ₀ ≥ 0, β ∈ [1, ∞] and depth ≥ 1 converges without overflow.  ``solve`` reports the
 residuals of D1 and B6 at its solution.
 """
@@ -25,7 +26,8 @@ from scipy.special import lambertw
 from .errors import DataError
 from .recursion.deep_linear import saddle_equations  # noqa: F401  (the symbolic derivation, re-exported)
 
-BISECTIONS = 200  # halvings of a bracket ≤ 2e4 wide in log c: far below float64 resolution
+HALVINGS, NEWTON_STEPS = 40, 6  # D4: bisection to ~2e-8 in log c, then Newton to rounding level
+BISECTIONS = 200  # halvings of the D6 bracket (≤ 2e4 wide in log(1 + s)): far below float64 resolution
 
 
 @dataclass(frozen=True)
@@ -60,22 +62,30 @@ def _check(depth, gamma0, beta):
 
 @jax.jit
 def _log_last_overlap(depth, gamma0, beta):
-    """x = log c_L solving L log(1 + γ₀² e^{−x}/(1 + β⁻¹e^{−x})²) = x on [0, L log(1 + γ₀²) + 1]."""
+    """x = log c_L solving F(x) = L log(1 + g(x)) − x = 0, g = γ₀² e^{−x}/(1 + β⁻¹e^{−x})², on the
+    bracket [0, L log(1 + γ₀²) + 1] (F(0) ≥ 0 > F(hi); F decreases for β ≥ 1): HALVINGS bisection
+    steps shrink it below 2e4/2⁴⁰ ≈ 2e-8, then NEWTON_STEPS Newton steps (kept inside the bracket)
+    converge quadratically to rounding level.  Vectorised over the broadcast inputs."""
     b = 1 / beta
 
-    def excess(x):
+    def F_dF(x):
         e = jnp.exp(-x)
-        return depth * jnp.log1p(gamma0**2 * e / (1 + b * e) ** 2) - x
+        g = gamma0**2 * e / (1 + b * e) ** 2
+        return depth * jnp.log1p(g) - x, depth * g * (2 * b * e / (1 + b * e) - 1) / (1 + g) - 1
 
     def halve(_, bracket):
         lo, hi = bracket
         mid = (lo + hi) / 2
-        up = excess(mid) > 0
+        up = F_dF(mid)[0] > 0
         return jnp.where(up, mid, lo), jnp.where(up, hi, mid)
 
+    def newton(_, x):
+        F, dF = F_dF(x)
+        return jnp.clip(x - F / dF, lo, hi)
+
     lo = jnp.zeros(jnp.broadcast_shapes(jnp.shape(depth), jnp.shape(gamma0), jnp.shape(beta)))
-    lo, hi = jax.lax.fori_loop(0, BISECTIONS, halve, (lo, lo + depth * jnp.log1p(gamma0**2) + 1))
-    return (lo + hi) / 2
+    lo, hi = jax.lax.fori_loop(0, HALVINGS, halve, (lo, lo + depth * jnp.log1p(gamma0**2) + 1))
+    return jax.lax.fori_loop(0, NEWTON_STEPS, newton, (lo + hi) / 2)
 
 
 def last_overlap(depth, gamma0, beta):
@@ -170,19 +180,64 @@ def solve(kx, y, depth, gamma0, beta) -> DeepLinearSolution:
 
 
 def residuals(kx, y, phi, phi_hat, gamma0, beta):
-    """max over ℓ of the D1 and B6 residuals, each relative to its largest term, in inverse-free forms:
-    Φˡ − Φˡ⁻¹ + Φˡ⁻¹Φ̂ˡΦˡ (⇔ Φˡ = [(Φˡ⁻¹)⁻¹ + Φ̂ˡ]⁻¹), Φ̂ˡ⁺¹ − Φ̂ˡ − Φ̂ˡΦˡΦ̂ˡ⁺¹ (⇔ Φ̂ˡ = [(Φ̂ˡ⁺¹)⁻¹ + Φˡ]⁻¹),
-    and M Φ̂ᴸ M + γ₀² yyᵀ with M = Φᴸ + β⁻¹I (B6)."""
-    size = lambda *ms: max(np.max(np.abs(m)) for m in ms)  # noqa: E731
+    """max over ℓ of the D1 and B6 residuals, each relative to its largest term, in inverse-free forms
+    applied to two random probe vectors Z (matrix–vector products only, so O(L P²)):
+    (Φˡ − Φˡ⁻¹ + Φˡ⁻¹Φ̂ˡΦˡ)Z (⇔ Φˡ = [(Φˡ⁻¹)⁻¹ + Φ̂ˡ]⁻¹), (Φ̂ˡ⁺¹ − Φ̂ˡ − Φ̂ˡΦˡΦ̂ˡ⁺¹)Z (⇔ Φ̂ˡ = [(Φ̂ˡ⁺¹)⁻¹ + Φˡ]⁻¹),
+    and (M Φ̂ᴸ M + γ₀² yyᵀ)Z with M = Φᴸ + β⁻¹I (B6).  A nonzero residual matrix is missed with probability 0."""
+    Z = np.random.default_rng(0).normal(size=(len(y), 2))
+    rel = lambda total, *terms: np.max(np.abs(total)) / max(np.max(np.abs(t)) for t in terms)  # noqa: E731
     prev = np.concatenate([kx[None], phi[:-1]])
     r = []
     for i in range(len(phi)):
-        t = prev[i] @ phi_hat[i] @ phi[i]
-        r.append(np.max(np.abs(phi[i] - prev[i] + t)) / size(phi[i], prev[i], t))
+        a, b, t = phi[i] @ Z, prev[i] @ Z, prev[i] @ (phi_hat[i] @ (phi[i] @ Z))
+        r.append(rel(a - b + t, a, b, t))
     for i in range(len(phi) - 1):
-        t = phi_hat[i] @ phi[i] @ phi_hat[i + 1]
-        r.append(np.max(np.abs(phi_hat[i + 1] - phi_hat[i] - t)) / size(phi_hat[i], phi_hat[i + 1], t))
-    M = phi[-1] + np.eye(len(y)) / beta
-    t, g = M @ phi_hat[-1] @ M, gamma0**2 * np.outer(y, y)
-    r.append(np.max(np.abs(t + g)) / size(t, g))
+        a, b, t = phi_hat[i + 1] @ Z, phi_hat[i] @ Z, phi_hat[i] @ (phi[i] @ (phi_hat[i + 1] @ Z))
+        r.append(rel(a - b - t, a, b, t))
+    M = lambda v: phi[-1] @ v + v / beta  # noqa: E731
+    t, g = M(phi_hat[-1] @ M(Z)), gamma0**2 * np.outer(y, y @ Z)
+    r.append(rel(t + g, t, g))
     return float(max(r))
+
+
+def action(phi, phi_hat, kx, y, gamma0, beta):
+    """B2 for φ(h) = h: −½Σ Tr(ΦˡΦ̂ˡ) + ½Σ ln det(I + Φˡ⁻¹Φ̂ˡ) + (γ₀²/2) yᵀ(Φᴸ + β⁻¹I)⁻¹y (JAX)."""
+    prev = jnp.concatenate([kx[None], phi[:-1]])
+    eye = jnp.eye(len(y))
+    logdet = jax.vmap(lambda a, h: jnp.linalg.slogdet(eye + a @ h)[1])(prev, phi_hat)
+    return (-0.5 * jnp.sum(phi * phi_hat) + 0.5 * jnp.sum(logdet)
+            + 0.5 * gamma0**2 * y @ jnp.linalg.solve(phi[-1] + eye / beta, y))
+
+
+def minmax(kx, y, depth, gamma0, beta, tol=1e-10, max_steps=100):
+    """The matrix saddle point of B2 found directly (an independent path to D6): damped Newton on
+    ∇S(Φ, Φ̂) = 0 over symmetric Φˡ, Φ̂ˡ, from the lazy point (Φˡ = Kˣ, Φ̂ˡ = 0), with JAX gradients
+    and Hessian; returns (phi, phi_hat, gradient norm).  Dense Hessian: small P and depth only."""
+    kx, y = jnp.asarray(kx, float), jnp.asarray(y, float)
+    P = len(y)
+    iu = np.triu_indices(P)
+
+    def unpack(z):
+        m = jnp.zeros((2 * depth, P, P)).at[:, iu[0], iu[1]].set(z.reshape(2 * depth, -1))
+        m = m + jnp.swapaxes(m, 1, 2) - jax.vmap(jnp.diag)(jax.vmap(jnp.diag)(m))
+        return m[:depth], m[depth:]
+
+    grad = jax.jit(jax.grad(lambda z: action(*unpack(z), kx, y, gamma0, beta)))
+    hess = jax.jit(jax.jacfwd(grad))
+    z = jnp.concatenate([jnp.tile(kx[iu], depth), jnp.zeros(depth * len(iu[0]))])
+    norm = lambda z: float(jnp.max(jnp.abs(grad(z))))  # noqa: E731
+    g = norm(z)
+    for _ in range(max_steps):
+        if g < tol:
+            break
+        step = jnp.linalg.solve(hess(z), grad(z))
+        for scale in 0.5 ** np.arange(30):
+            trial = z - scale * step
+            gt = norm(trial)
+            if np.isfinite(gt) and gt < g:
+                z, g = trial, gt
+                break
+        else:
+            break
+    phi, phi_hat = unpack(z)
+    return np.asarray(phi), np.asarray(phi_hat), g

@@ -121,3 +121,14 @@ def test_symbolic_saddle_equations_vanish_at_the_numerical_solution(depth):
     assert abs(float((eqs.scalar.lhs - eqs.scalar.rhs).subs(values))) < 1e-10 * ov.c[-1]
     assert "\\hat{c}" in eqs.latex()
     assert matrix_check()
+
+
+@pytest.mark.parametrize("depth, gamma0, beta", [(1, 0.5, 10.0), (3, 1.5, 20.0), (2, 3.0, 5.0)])
+def test_matrix_minmax_on_the_action_finds_the_d6_solution(depth, gamma0, beta):
+    """Independent path: Newton on ∇B2 = 0 over all matrix entries from the lazy point reaches
+    ‖∇S‖_∞ < 1e-9 and the D6 kernels (agreement 1e-8: the Newton solve's conditioning)."""
+    k, y = random_problem(2, P=4)
+    phi, phi_hat, gnorm = dl.minmax(k[:4, :4], y, depth, gamma0, beta)
+    sol = dl.solve(k[:4, :4], y, depth, gamma0, beta)
+    assert gnorm < 1e-9
+    assert np.max(np.abs(phi - sol.phi)) < 1e-8 and np.max(np.abs(phi_hat - sol.phi_hat)) < 1e-8
