@@ -24,7 +24,7 @@ def grid():
 
 def scipy_whitened(depth, gamma0, beta):
     f = lambda x: depth * np.log1p(gamma0**2 * np.exp(-x) / (1 + np.exp(-x) / beta) ** 2) - x  # noqa: E731
-    return np.exp(brentq(f, 0.0, depth * np.log1p(gamma0**2) + 1, xtol=1e-14, rtol=4e-16))
+    return np.exp(brentq(f, 0.0, depth * np.log1p(gamma0**2) + 1, xtol=1e-14, rtol=1e-15))
 
 
 def scipy_general(kx, y, depth, gamma0, beta):
