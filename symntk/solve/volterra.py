@@ -23,14 +23,18 @@ import numpy as np
 CHUNK = 4
 
 
+def trapezoid(t):
+    """The scheme's weights on the grid t: w_m = (h_m + h_{m+1})/2 (h_0 := 0) for the history terms
+    m < n, and h_n/2 for the implicit node n ≥ 1 (entry 0 unused, 0)."""
+    h = np.diff(np.asarray(t, dtype=float))
+    return (np.concatenate([[0.0], h]) + np.concatenate([h, [0.0]])) / 2, np.concatenate([[0.0], h / 2])
+
+
 def weights(t):
     """The trapezoid weight matrix W (N, N): W_nm = w_m for m < n, h_n/2 for m = n ≥ 1, else 0."""
-    t = np.asarray(t, dtype=float)
-    h = np.diff(t)
-    w = (np.concatenate([[0.0], h]) + np.concatenate([h, [0.0]])) / 2
-    W = np.tril(np.broadcast_to(w, (len(t), len(t))), -1)
-    W[np.arange(1, len(t)), np.arange(1, len(t))] = h / 2
-    return W
+    w, last = trapezoid(t)
+    W = np.tril(np.broadcast_to(w, (len(w), len(w))), -1)
+    return W + np.diag(last)
 
 
 def mean(pair, params, t, dot, features, y):
@@ -40,14 +44,13 @@ def mean(pair, params, t, dot, features, y):
     at times (t, s); ``dot`` (P_all, P) is x·x'/d of all points against the training points; ``features``
     holds every point's per-layer features at every grid time (leaves (N, L, P_all, …)).
     """
-    return _mean(pair, params, jnp.asarray(t), dot, features, y)
+    w, last = trapezoid(t)
+    return _mean(pair, params, jnp.asarray(t), jnp.asarray(w), jnp.asarray(last), dot, features, y)
 
 
 @partial(jax.jit, static_argnums=0)
-def _mean(pair, params, t, dot, features, y):
+def _mean(pair, params, t, w, last, dot, features, y):
     N, P, P_all = t.shape[0], y.shape[0], dot.shape[0]
-    h = jnp.diff(t)
-    w = (jnp.concatenate([jnp.zeros(1, t.dtype), h]) + jnp.concatenate([h, jnp.zeros(1, t.dtype)])) / 2
     at = lambda tree, i: jax.tree.map(lambda a: a[i], tree)  # noqa: E731
     train = jax.tree.map(lambda a: a[:, :, :P], features)
 
@@ -62,7 +65,7 @@ def _mean(pair, params, t, dot, features, y):
 
         acc = jax.lax.fori_loop(0, (n + CHUNK - 1) // CHUNK, history, jnp.zeros(P_all, t.dtype))
         K = pair(params, t[n], t[n], dot, fn, at(train, n))[1]
-        half = h[n - 1] / 2
+        half = last[n]
         f_train = jnp.linalg.solve(jnp.eye(P, dtype=t.dtype) + half * K[:P], acc[:P] + half * K[:P] @ y)
         r = y - f_train
         return R.at[n].set(r), acc + half * K @ r
