@@ -126,7 +126,8 @@ class LangevinMLP:
         nodes, index = np.unique(np.concatenate([t.ravel(), s.ravel()]), return_inverse=True)
         nodes, index = jnp.asarray(nodes), index.reshape(2, -1)
         batch = max(1, min(t.size, PAIR_ENTRIES // (x1.shape[0] * x2.shape[0])))
-        (f1, diag), f2 = self._features(self._params, nodes, x1), self._features(self._params, nodes, x2)[0]
+        f1, diag = self._features(self._params, nodes, x1)
+        f2 = f1 if x2 is x1 else self._features(self._params, nodes, x2)[0]
         C, Kd = (np.array(a) for a in _pair_map(self._pair, batch, self._params, jnp.asarray(index),
                                                  nodes, _dot(x1, x2), f1, f2))
         if x2 is x1:
@@ -155,11 +156,12 @@ class LangevinMLP:
         inv = lambda v: 1 / v if v > 0 else np.inf  # noqa: E731
         return Phases(inv(lam[-1]), inv(lam[0] if lam[0] > 1e-12 * lam[-1] else 0.0), inv(self.rate))
 
-    def time_grid(self, x_train, n_times=None, t_max=None):
+    def time_grid(self, x_train, n_times=None, t_max=None, phases=None):
         """The solver's two-scale time grid (t_0 = 0), see :func:`two_scale_grid`: spacing
         0.05/λ_max(Θ) at the start, growing geometrically (×1.05 per step) up to 0.1 σ²/T, then
-        uniform, to ``t_max`` (default 20 σ²/T, or 20/λ_min(Θ) at T = 0)."""
-        ph = self.phases(x_train)
+        uniform, to ``t_max`` (default 20 σ²/T, or 20/λ_min(Θ) at T = 0).  ``phases``: this
+        network's :meth:`phases` on ``x_train``, when already computed."""
+        ph = self.phases(x_train) if phases is None else phases
         if t_max is None:
             t_max = 20 * (ph.diffusive if self.temperature > 0 else ph.gradient_slowest)
             if not np.isfinite(t_max):
@@ -184,14 +186,15 @@ class LangevinMLP:
             if x_test.shape[1] != x_train.shape[1]:
                 raise DataError(f"x_train has {x_train.shape[1]} features but x_test has {x_test.shape[1]}")
             x_all = np.concatenate([x_train, x_test])
+        phases = self.phases(x_train)
         if times is None:
-            grid = self.time_grid(x_train, n_times)
+            grid = self.time_grid(x_train, n_times, phases=phases)
             report = np.arange(len(grid))
         else:
             times = np.atleast_1d(np.asarray(times, dtype=float))
             if times.ndim != 1 or not np.all(np.isfinite(times)) or np.any(times < 0):
                 raise DataError("times must be a 1-D list of finite times ≥ 0")
-            grid = np.union1d(self.time_grid(x_train, n_times, t_max=max(times.max(), 1e-300)), times)
+            grid = np.union1d(self.time_grid(x_train, n_times, max(times.max(), 1e-300), phases), times)
             report = np.searchsorted(grid, times)
         size = len(grid) * len(x_all)
         if covariance is None:
@@ -207,7 +210,7 @@ class LangevinMLP:
             C, Kd = self.kernels(grid[:, None], grid[None, :], x_all)
             cov = volterra.covariance(grid, Kd[..., :len(y)], C)[report]
         return NDKSolution(grid[report] if times is None else times, np.asarray(mean)[report], cov,
-                           self.phases(x_train), grid, len(y))
+                           phases, grid, len(y))
 
 
 def weight_autocorrelation(t, s, sigma0_sq, sigma_sq, rate):
