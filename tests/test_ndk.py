@@ -215,6 +215,11 @@ def test_phases_are_reported():
     assert ph.gradient_slowest == pytest.approx(1 / lam[0])
 
 
+def test_recursion_latex_has_the_autocorrelation_and_the_dual():
+    text = LangevinMLP("erf(x)", 2, 2.0, 0.5, 0.05).recursion().latex()
+    assert "m(t,t')" in text and r"G^\ell" in text and r"\operatorname{atan}_{2}" in text
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(depth=-1), "depth"), (dict(sigma0_sq=0.0), "sigma0_sq"), (dict(sigma_sq=-1.0), "sigma_sq"),
     (dict(temperature=-0.1), "temperature"), (dict(temperature=float("nan")), "temperature")])
