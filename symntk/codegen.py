@@ -113,18 +113,18 @@ def render_module(docstring: str, imports: list[str], functions: list[str]) -> s
     return "\n".join(head) + "\n\n\n" + "\n\n\n".join(f.rstrip() for f in functions) + "\n"
 
 
-def load_module(key: str, render):
-    """Import the cached module ``dual_<key>.py``; ``render()`` gives its text when it is not cached yet.
+def load_module(key: str, render, prefix: str = "dual"):
+    """Import the cached module ``<prefix>_<key>.py``; ``render()`` gives its text when it is not cached yet.
 
     The key is a hash of every input of the text (expressions, options and the engine's own
     source, see :func:`engine_fingerprint`), so a cached file is never stale and is not re-rendered.
     """
-    path = cache_dir() / f"dual_{key}.py"
+    path = cache_dir() / f"{prefix}_{key}.py"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(render())
         tmp.replace(path)
-    name = f"symntk_generated.dual_{key}"
+    name = f"symntk_generated.{prefix}_{key}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)

@@ -133,3 +133,23 @@ def test_matrix_minmax_on_the_action_finds_the_d6_solution(depth, gamma0, beta):
     sol = dl.solve(k[:4, :4], y, depth, gamma0, beta)
     assert gnorm < 1e-9
     assert np.max(np.abs(phi - sol.phi)) < 1e-8 and np.max(np.abs(phi_hat - sol.phi_hat)) < 1e-8
+
+
+def test_generated_scalar_equations_are_deterministic_and_match_sympy():
+    """The solvers' generated residuals equal the SymPy expressions of root_equations (mpmath, 30 digits)."""
+    import sympy as sp
+    from symntk.recursion.deep_linear import root_equations
+
+    assert dl.generated_source() == dl.generated_source()
+    mod, eq = dl._generated(), root_equations()
+    F, dF = eq["whitened"]
+    for x, L, g, b in [(0.3, 4.0, 1.5, 0.05), (40.0, 1000.0, 1e3, 0.0), (1e-6, 1.0, 1e-3, 1.0)]:
+        subs = {sp.Symbol("x", real=True): x, sp.Symbol("L", real=True): L, sp.Symbol("gamma_0", positive=True): g,
+                sp.Symbol("b", real=True): b}
+        got = [float(v) for v in mod.whitened(x, L, g, b)]
+        assert got == pytest.approx([float(F.evalf(30, subs=subs)), float(dF.evalf(30, subs=subs))], rel=1e-13, abs=1e-15)
+    z, lam, y2, b = sp.symbols("z lam yhat2 b")
+    mode = eq["general_mode"].subs({s: sp.Symbol(s.name) for s in eq["general_mode"].free_symbols})
+    for point in [(0.5, 2.0, 0.3, 0.1), (300.0, 1e-8, 1.0, 0.0)]:
+        ref = float(mode.evalf(30, subs=dict(zip((z, lam, y2, b), point))))
+        assert float(mod.general_mode(*point)) == pytest.approx(ref, rel=1e-13)

@@ -14,12 +14,14 @@ to scalars (matrix-determinant lemma: det(I + Φˡ⁻¹ĉ_ℓ yyᵀ) = 1 + c_{�
 and SymPy differentiates it: ∂S/∂ĉ_ℓ = 0 and ∂S/∂c_ℓ = 0 are D2, their product gives the
 conservation law D3, and D3 turns D2 into the scalar equation D4.  ``matrix_check`` verifies the
 matrix stationarity conditions D1 entrywise for symbolic 2 × 2 symmetric matrices.
+``root_equations`` turns D4 and D6 into the residuals the numerical solvers run as generated code.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 
 gamma0, beta, chi = sp.symbols("gamma_0 beta chi", positive=True)
 
@@ -90,3 +92,23 @@ def matrix_check() -> bool:
     grad = [sp.diff(minus_log_z, h[0]), sp.diff(minus_log_z, h[1]) / 2, sp.diff(minus_log_z, h[2])]
     F = (A.inv() + H).inv()
     return all(sp.simplify(g - t / 2) == 0 for g, t in zip(grad, (F[0, 0], F[0, 1], F[1, 1])))
+
+
+def root_equations() -> dict:
+    """The scalar equations the solvers root-find, as SymPy expressions for code generation.
+
+    ``whitened``: (F, dF/dx) of D4 in x = log c_L, F = L log(1 − c_L ĉ_L) − x, where ĉ_L is the
+    derived last-layer stationarity condition and β = 1/b (so β = ∞ is b = 0); written in e^{−x} so
+    that it cannot overflow for c_L up to e^{L log(1 + γ₀²)}.
+    ``general_mode``: one eigenmode (λ, ŷ² = (uᵀy)² of Kˣ) of κ'(s)/γ₀² = (1 + s) vᵀKˣv in D6, with
+    v = ((1 + s)Kˣ + bI)⁻¹y, in z = log(1 + s) and e^{−z}.
+    """
+    x, z, L, b, w = sp.symbols("x z L b w", real=True)
+    lam, yhat2 = sp.symbols("lam yhat2", nonnegative=True)
+    eqs = saddle_equations(1)
+    c_last, c_hat_last = eqs.c[-1], eqs.solved[-1].rhs  # ĉ_L(c_L) is the same at every depth
+    g = sp.factor(sp.cancel((-c_last * c_hat_last).subs(beta, 1 / b).subs(c_last, 1 / w))).subs(w, sp.exp(-x))
+    F = L * log1p(g) - x
+    v = sp.sqrt(yhat2) / (sp.exp(z) * lam + b)  # eigen-coordinate of v, with 1 + s = e^z
+    mode = sp.factor(sp.cancel((sp.exp(z) * lam * v**2).subs(sp.exp(z), 1 / w))).subs(w, sp.exp(-z))
+    return {"whitened": (F, sp.diff(F, x)), "general_mode": mode}
