@@ -21,3 +21,4 @@ bench:
 	$(PY) benchmarks/bench_dual.py
 	$(PY) benchmarks/bench_mlp.py
 	$(PY) benchmarks/bench_ndk.py
+	$(PY) benchmarks/bench_deep_linear.py

@@ -27,11 +27,12 @@ import numpy as np
 from scipy.special import lambertw
 
 from . import codegen
-from .errors import DataError
+from .errors import ConvergenceError, DataError
 from .recursion.deep_linear import root_equations, saddle_equations  # noqa: F401  (saddle_equations re-exported)
 
 HALVINGS, NEWTON_STEPS = 16, 8  # D4: bisection to ≤ 0.25 in log c, then Newton (clipped to the bracket)
 BISECTIONS = 200  # halvings of the D6 bracket (≤ 2e4 wide in log(1 + s)): far below float64 resolution
+RESIDUAL_TOL = 1e-6  # D6 solutions whose D1/B6 residual exceeds this raise (the well-posed cases reach ~1e-12)
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def solve(kx, y, depth, gamma0, beta) -> DeepLinearSolution:
     lam, U = np.linalg.eigh((kx + kx.T) / 2)
     if lam[0] < -1e-10 * lam[-1]:
         raise DataError(f"kx is not positive semi-definite (smallest eigenvalue {lam[0]:.3g})")
-    lam = np.maximum(lam, 0.0)
+    lam = np.where(lam > P * np.finfo(float).eps * lam[-1], lam, 0.0)  # numerical rank, as numpy.linalg.matrix_rank
     b = 1 / beta
     if b == 0 and lam[0] <= 1e-12 * lam[-1]:
         raise DataError("beta = inf needs a positive-definite kx (y may lie in its null space); use a finite beta")
@@ -206,6 +207,11 @@ def solve(kx, y, depth, gamma0, beta) -> DeepLinearSolution:
     phi = kx + (np.power(1 + kp, ell) - 1) * np.outer(u, u) / m0
     phi_hat = -kp / (m0 * np.power(1 + kp, ell)) * np.outer(v, v)
     res = residuals(kx, y, phi, phi_hat, gamma0, beta)
+    if not res <= RESIDUAL_TOL:
+        raise ConvergenceError(
+            f"the D6 solution does not satisfy the saddle-point equations (relative residual {res:.2g} > "
+            f"{RESIDUAL_TOL:g}): kx is too ill-conditioned for beta = {beta:g} (eigenvalues {lam[-1]:.3g} down to "
+            f"{lam[lam > 0][0]:.3g} against the ridge 1/beta); use a smaller beta or better-conditioned data")
     return DeepLinearSolution(phi, phi_hat, s, res, kx, y, float(beta))
 
 

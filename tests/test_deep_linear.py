@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from symntk import deep_linear as dl
-from symntk.errors import DataError
+from symntk.errors import ConvergenceError, DataError
 
 gammas = st.floats(-3, 3).map(lambda e: 10.0**e)
 betas = st.one_of(st.floats(0, 6).map(lambda e: 10.0**e), st.just(np.inf))
@@ -96,6 +96,18 @@ def test_predictor_is_ridge_with_a_shrunk_ridge():
     assert np.allclose(ridgeless.predict(kxX), kxX @ np.linalg.solve(k[:6, :6], y), rtol=1e-10)
 
 
+def test_ill_conditioned_kernel_raises_instead_of_a_wrong_saddle_point():
+    """Digits: 60 points in 64 pixels give a rank-deficient Kˣ; at β = 10⁶ the saddle point is not
+    resolvable in float64 and solve must say so; at β = 1 the same data solves to rounding."""
+    from symntk.data import digits
+
+    d = digits()
+    kx, y = d.x_train[:60] @ d.x_train[:60].T / 64, d.y_train[:60]
+    with pytest.raises(ConvergenceError, match="ill-conditioned"):
+        dl.solve(kx, y, 3, 20.0, 1e6)
+    assert dl.solve(kx, y, 3, 20.0, 1.0).residual < 1e-9
+
+
 def test_bad_input():
     with pytest.raises(DataError, match="depth"):
         dl.whitened_overlaps(0, 1.0, 1.0)
@@ -153,3 +165,59 @@ def test_generated_scalar_equations_are_deterministic_and_match_sympy():
     for point in [(0.5, 2.0, 0.3, 0.1), (300.0, 1e-8, 1.0, 0.0)]:
         ref = float(mode.evalf(30, subs=dict(zip((z, lam, y2, b), point))))
         assert float(mod.general_mode(*point)) == pytest.approx(ref, rel=1e-13)
+
+
+def whitened_data(P=4, seed=0):
+    """Kˣ = xxᵀ/D = I exactly (x = √P × an orthogonal matrix) and a unit label vector."""
+    x = np.sqrt(P) * np.linalg.qr(np.random.default_rng(seed).normal(size=(P, P)))[0]
+    return x, np.resize([1.0, -1.0], P) / np.sqrt(P)
+
+
+def test_langevin_overlaps_match_theory_within_an_error_that_shrinks_with_width():
+    """Two-layer linear net (L = 1), γ₀ = 2, β = 10, whitened P = 4: the chain-averaged overlap
+    c_1 = yᵀΦ¹y of the finite-width Langevin posterior agrees with D4 within 4 standard errors
+    (16 independent chains: Student t with 15 dof, two-sided tail 0.1 %), at N = 256 and 2048,
+    and the standard error shrinks with width (N^{-1/2} gives a ratio 0.35; each error is itself
+    uncertain by ~18 %, so < 0.7 is required); the same with Rademacher increments at N = 2048.  The lazy value 1 + γ₀²/(1 + β⁻¹)² = 4.3 and the prior
+    value 1 are both > 100 standard errors away."""
+    from symntk.nets.deep_linear import sample_kernels
+
+    x, y = whitened_data()
+    theory = dl.whitened_overlaps(1, 2.0, 10.0).c
+    errors = []
+    for N in (256, 2048):
+        r = sample_kernels(x, y, 1, N, 2.0, 10.0, chains=16, dt=0.01, t_end=15.0, burn_in=10.0)
+        assert abs(r.mean_overlap - theory)[0] < 4 * r.overlap_error[0], (N, r.mean_overlap, r.overlap_error)
+        errors.append(r.overlap_error[0])
+    assert errors[1] / errors[0] < 0.7, errors
+    r = sample_kernels(x, y, 1, 2048, 2.0, 10.0, chains=16, dt=0.01, t_end=15.0, burn_in=10.0, noise="rademacher")
+    assert abs(r.mean_overlap - theory)[0] < 4 * r.overlap_error[0], (r.mean_overlap, r.overlap_error)
+
+
+def test_langevin_rejects_a_step_too_large_for_its_stiffest_direction():
+    from symntk.nets.deep_linear import sample_kernels
+
+    x, y = whitened_data()
+    with pytest.raises(ConvergenceError, match="smaller dt"):
+        sample_kernels(x, y, 1, 64, 2.0, 10.0, chains=2, dt=0.05, t_end=5.0, burn_in=1.0)
+    with pytest.raises(DataError, match="gamma0"):
+        sample_kernels(x, y, 1, 64, 0.0, 10.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth, gamma0", [(2, 1.0)])
+def test_langevin_layer_overlaps_approach_the_theory_as_width_doubles(depth, gamma0):
+    """A deeper net (Rademacher increments, which keep N = 512 affordable), β = 10: at each of N = 128, 256, 512 every layer's overlap is within 4 standard
+    errors plus the measured finite-width allowance |c(N) − c(2N)| (≈ the 1/N bias; half the
+    previous one at N = 512), and the deviation summed over layers shrinks from N = 128 to 512."""
+    from symntk.nets.deep_linear import sample_kernels
+
+    x, y = whitened_data()
+    theory = dl.whitened_overlaps(depth, gamma0, 10.0).c
+    runs = [sample_kernels(x, y, depth, N, gamma0, 10.0, chains=16, dt=0.01, t_end=20.0, burn_in=20.0,
+                           noise="rademacher") for N in (128, 256, 512)]
+    dev = [np.sum(np.abs(r.mean_overlap - theory)) for r in runs]
+    steps = [np.abs(a.mean_overlap - b.mean_overlap) for a, b in zip(runs, runs[1:])]
+    for r, allowance in zip(runs, steps + [steps[-1] / 2]):
+        assert np.all(np.abs(r.mean_overlap - theory) < 4 * r.overlap_error + allowance), (r.mean_overlap, theory)
+    assert dev[2] < dev[0]
