@@ -136,6 +136,19 @@ def _tile_pass(pair, dot, f1, f2, coef):
     return jax.lax.scan(layer, carry, (tuple(a[1:] for a in coef), f1, f2))[0]
 
 
+def kernel_matrix(module, coef, x1, x2=None):
+    """(K, Θ) between the rows of x1 and x2 (default: x1, then with the exact diagonal) in one
+    traceable pass — jit-able and differentiable in ``coef`` (e.g. for hyperparameter gradients),
+    O(N1 N2) memory (no tiles).  ``module``: a generated dual-activation module."""
+    f1, d1 = _diagonal_pass(module.features, module.diagonal, x1, coef)
+    if x2 is None:
+        K, T = (0.5 * (a + a.T) for a in _tile_pass(module.pair, _dot(x1, x1), f1, f1, coef))
+        i = jnp.arange(x1.shape[0])
+        return K.at[i, i].set(d1[0]), T.at[i, i].set(d1[1])
+    f2, _ = _diagonal_pass(module.features, module.diagonal, x2, coef)
+    return _tile_pass(module.pair, _dot(x1, x2), f1, f2, coef)
+
+
 def _rows(tree, start, size, axis):
     """Entries start:start+size along ``axis`` of every leaf, padded to ``size`` by repeating the last."""
     def take(a):

@@ -46,9 +46,14 @@ def layer_coefficients(depth, sigma_w, sigma_b, parameterization="ntk"):
         raise DataError(f"sigma_w must be > 0 in every layer, got {list(sw)}")
     if np.any(sb < 0):
         raise DataError(f"sigma_b must be ≥ 0 in every layer, got {list(sb)}")
+    return scaled_coefficients(sw**2, sb**2, parameterization)
+
+
+def scaled_coefficients(sw2, sb2, parameterization):
+    """(σ_w², σ_b², α_w, α_b) from per-layer σ_w², σ_b² (no checks; NumPy or traced JAX arrays)."""
     if parameterization == "ntk":
-        return sw**2, sb**2, sw**2, sb**2
-    return sw**2, sb**2, np.ones_like(sw), np.ones_like(sb)
+        return sw2, sb2, sw2, sb2
+    return sw2, sb2, 0 * sw2 + 1, 0 * sb2 + 1
 
 
 @dataclass(frozen=True)
