@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -60,9 +60,7 @@ class MLP:
         self.depth, self.parameterization = depth, parameterization
         self.sigma_w, self.sigma_b = sigma_w, sigma_b
         self.coefficients = layer_coefficients(depth, sigma_w, sigma_b, parameterization)
-        mod = self.dual.module()
-        self._diag = jax.jit(partial(_diagonal_pass, mod.features, mod.diagonal))
-        self._tile = jax.jit(lambda x1, x2, f1, f2, coef: _tile_pass(mod.pair, _dot(x1, x2), f1, f2, coef))
+        self._diag, self._tile = _passes(self.dual.module())
 
     def __repr__(self):
         return (f"MLP({str(self.activation.expr)!r}, depth={self.depth}, sigma_w={self.sigma_w}, "
@@ -94,6 +92,14 @@ class MLP:
             return _assemble(self._tile, coef, (x1, f1), (x1, f1), d1, dtype, tile, progress)
         x2 = jnp.asarray(x2, dtype)
         return _assemble(self._tile, coef, (x1, f1), (x2, self._diag(x2, coef)[0]), None, dtype, tile, progress)
+
+
+@lru_cache(maxsize=None)
+def _passes(mod):
+    """The jitted diagonal and pair passes of one generated module, shared by every MLP using it
+    (jit then compiles once per input shape, not once per instance)."""
+    return (jax.jit(partial(_diagonal_pass, mod.features, mod.diagonal)),
+            jax.jit(lambda x1, x2, f1, f2, coef: _tile_pass(mod.pair, _dot(x1, x2), f1, f2, coef)))
 
 
 def _layer(p, V, Vdot, theta):
