@@ -1,0 +1,192 @@
+"""aNTK: gradient flow with weight decay of a two-layer network in the feature-learning limit
+(theory/adaptive.md A1–A2, T1–T6) — the mean-field particle dynamics, run to its fixed point.
+
+Network f = w·φ(h)/(γ₀N), h = W⁰x/√D; gradient flow dθ/dt = −[γ₀²N ∇𝓛 + λθ] on the sum loss
+𝓛 = ½Σ_μ(f_μ − y_μ)².  At N → ∞ every hidden unit is a particle (h ∈ R^{P+Q} over the training
+and test points, readout z), and with Δ = y − f on the training points
+
+    dh/dt = γ₀ Kˣ(·, X)(z φ'(h) ⊙ Δ) − λh,    dz/dt = γ₀ φ(h)·Δ − λz,
+    f(x) = ⟨φ(h(x)) z⟩/γ₀ − f(x, 0)                                     (T5, centred output)
+
+integrated with diffrax (Tsit5, adaptive steps) until the fixed-point residuals T4 —
+‖λh − γ₀Kˣ(g ⊙ Δ)‖ and ‖λz − γ₀φΔ‖ over the particles, relative to λ‖h(0)‖ and λ‖z(0)‖ (so
+that a collapse to h = z = 0 below the T6 threshold also counts as converged) — fall below ``tol``.
+Predictor T3 in its two forms, Φ¹(x, X)[Φ¹ + λI]⁻¹y and K(x, X)[K + κλI]⁻¹y with the NTK
+K = Φ¹ + G¹ ⊙ Kˣ (T1, G¹ = ⟨ggᵀ⟩, g = zφ'(h)) and κ = 1 + k the output's degree of homogeneity
+(φ homogeneous of degree k, found symbolically; None otherwise).  Depth ≥ 2 (the deep DMFT of
+T5 with response functions) is not implemented.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+
+from .activation import activation as parse, x as x_symbol
+from .errors import ConvergenceError, DataError
+from .gaussian import derive
+from .kernels import _check_x, _dot
+
+def homogeneity_degree(act) -> int | None:
+    """k with φ(αx) = α^k φ(x) for all α > 0 (Heaviside(αu) = Heaviside(u)), or None."""
+    alpha = sp.Symbol("alpha", positive=True)
+    phi = parse(act).expr
+    scaled = phi.subs(x_symbol, alpha * x_symbol).replace(sp.Heaviside, lambda u, *rest: sp.Heaviside(u / alpha))
+    ratio = sp.simplify(scaled / phi)
+    if ratio.has(x_symbol):
+        return None
+    k = sp.simplify(sp.log(ratio) / sp.log(alpha))
+    return int(k) if k.is_Integer else None
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Two-layer aNTK fixed point (training points first, then test points, in every point axis).
+
+    ``times``, ``outputs`` (n_t, P + Q): the centred output f through time; ``train_loss``: ½ mean
+    squared training error at ``times``; ``phi`` (Φ¹), ``g`` (G¹), ``ntk`` (K = Φ¹ + G¹ ⊙ Kˣ):
+    final kernels; ``output``: final f; ``kernel_form``, ``ntk_form``: the T3 predictor in its two
+    forms (``ntk_form`` None when φ is not homogeneous); ``residual``: the T4 residuals (h, z);
+    ``result``: "successful" or "max_steps_reached"; ``h`` (M, P + Q), ``z`` (M,): the particles.
+    """
+
+    times: np.ndarray
+    outputs: np.ndarray
+    train_loss: np.ndarray
+    phi: np.ndarray
+    g: np.ndarray
+    ntk: np.ndarray
+    output: np.ndarray
+    kernel_form: np.ndarray
+    ntk_form: np.ndarray | None
+    residual: tuple
+    result: str
+    h: np.ndarray
+    z: np.ndarray
+    x_train: np.ndarray
+    y_train: np.ndarray
+    model: "WeightDecayMLP"
+
+    @property
+    def form_disagreement(self) -> float:
+        """max |kernel_form − ntk_form| (nan without a homogeneity degree)."""
+        return np.nan if self.ntk_form is None else float(np.max(np.abs(self.kernel_form - self.ntk_form)))
+
+    def preactivation_density(self, layer=1, point=0):
+        """Samples of the single-site density of h at data point ``point`` (the particles)."""
+        if layer != 1:
+            raise DataError("the two-layer solver has one hidden layer")
+        return self.h[:, point]
+
+    def predict(self, x_new):
+        """T3 at new inputs: each particle's h(x) from the fixed-point condition T4,
+        h(x) = (γ₀/λ) Kˣ(x, X)(g ⊙ Δ) with g = zφ'(h), then Φ¹(x, X)[Φ¹ + λI]⁻¹y."""
+        m, P = self.model, len(self.y_train)
+        x_new = jnp.asarray(_check_x("x_new", x_new), dtype=float)
+        delta = self.y_train - self.output[:P]
+        g = self.z[:, None] * np.asarray(m._dphi(self.h[:, :P]))
+        h_new = (m.gamma0 / m.lam) * (g * delta) @ np.asarray(_dot(x_new, jnp.asarray(self.x_train))).T
+        phi_new = np.asarray(m._phi(h_new)).T @ np.asarray(m._phi(self.h[:, :P])) / len(self.z)
+        return phi_new @ np.linalg.solve(self.phi[:P, :P] + m.lam * np.eye(P), self.y_train)
+
+
+class WeightDecayMLP:
+    """Two-layer (``depth=1``) network of ``activation`` in the aNTK limit: feature-learning
+    strength ``gamma0`` (γ₀ > 0), weight decay ``lam`` (λ > 0), ``particles`` hidden units."""
+
+    def __init__(self, activation, depth=1, gamma0=1.0, lam=1e-2, particles=10_000, seed=0):
+        if depth != 1:
+            raise NotImplementedError("only the two-layer solver (depth=1) exists yet; the deep DMFT of T5 is "
+                                      "not implemented")
+        if not (gamma0 > 0 and np.isfinite(gamma0) and lam > 0 and np.isfinite(lam)):
+            raise DataError(f"gamma0 and lam must be finite and > 0, got {gamma0}, {lam}")
+        self.dual = derive(activation)
+        self.activation, self.depth, self.gamma0, self.lam = self.dual.activation, 1, float(gamma0), float(lam)
+        self.particles, self.seed = int(particles), seed
+        k = homogeneity_degree(self.activation)
+        self.kappa = None if k is None else 1 + k
+        mod = self.dual.module()
+        self._phi, self._dphi = mod.phi, mod.dphi
+
+    def solve(self, x_train, y_train, x_test=None, tol=1e-6, rtol=1e-5, t_max=None, max_steps=200_000,
+              throw=True) -> Solution:
+        """Run T5 from the Gaussian initialisation (h ~ N(0, Kˣ), z ~ N(0, 1)) until both T4
+        residuals are below ``tol`` (or ``t_max``, default 200/λ); ``rtol``: the adaptive step's
+        relative tolerance (absolute: 1e-3 rtol)."""
+        xtr = _check_x("x_train", x_train).astype(float)
+        y = np.asarray(y_train, dtype=float)
+        if y.shape != (len(xtr),):
+            raise DataError(f"y_train must have shape ({len(xtr)},), got {y.shape}")
+        xall = xtr if x_test is None else np.concatenate([xtr, _check_x("x_test", x_test).astype(float)])
+        P, kx = len(xtr), np.asarray(_dot(jnp.asarray(xall), jnp.asarray(xall)))
+        ev, U = np.linalg.eigh(kx)
+        k1, k2 = jax.random.split(jax.random.PRNGKey(self.seed))
+        h0 = jax.random.normal(k1, (self.particles, len(xall))) @ jnp.asarray(U * np.sqrt(np.clip(ev, 0, None))).T
+        z0 = jax.random.normal(k2, (self.particles,))
+        t_max = 200.0 / self.lam if t_max is None else float(t_max)
+        run = _compiled(self._phi, self._dphi, P, max_steps)
+        times, outputs, h, z, res, stopped = (np.asarray(a) for a in run(
+            self.gamma0, self.lam, jnp.asarray(kx), jnp.asarray(y), h0, z0, tol, t_max, rtol))
+        result = "successful" if stopped else "max_steps_reached"
+        if result != "successful" and throw:
+            raise ConvergenceError(f"the particle dynamics did not reach the T4 residual tol = {tol:g} by t = "
+                                   f"{t_max:g} (residuals {res[0]:.2g}, {res[1]:.2g}); raise t_max or max_steps, "
+                                   f"or pass throw=False")
+        keep = np.isfinite(times)
+        times, outputs = times[keep], outputs[keep]
+        M = self.particles
+        phi_h, g = np.asarray(self._phi(h)), z[:, None] * np.asarray(self._dphi(h))
+        Phi, G = phi_h.T @ phi_h / M, g.T @ g / M
+        K = Phi + G * kx
+        eye = np.eye(P)
+        kernel_form = Phi[:, :P] @ np.linalg.solve(Phi[:P, :P] + self.lam * eye, y)
+        ntk_form = None if self.kappa is None else K[:, :P] @ np.linalg.solve(K[:P, :P] + self.kappa * self.lam * eye, y)
+        return Solution(times, outputs, 0.5 * np.mean((outputs[:, :P] - y) ** 2, axis=1), Phi, G, K, outputs[-1],
+                        kernel_form, ntk_form, tuple(float(r) for r in res), result, h, z, xtr, y, self)
+
+
+@lru_cache(maxsize=None)
+def _compiled(phi, dphi, P, max_steps):
+    """The jitted particle solver for one activation (generated φ, φ'), training-set size and step budget."""
+
+    @jax.jit
+    def run(gamma0, lam, kx, y, h0, z0, tol, t_max, rtol):
+        M = h0.shape[0]
+        f0 = phi(h0).T @ z0 / (M * gamma0)
+        scale_h, scale_z = jnp.linalg.norm(h0[:, :P]), jnp.linalg.norm(z0)  # residuals relative to the initial scale
+
+        def parts(state):
+            h, z = state
+            f = phi(h).T @ z / (M * gamma0) - f0
+            delta = y - f[:P]
+            g = z[:, None] * dphi(h[:, :P])
+            return f, gamma0 * (g * delta) @ kx[:, :P].T, gamma0 * phi(h[:, :P]) @ delta
+
+        def field(t, state, args):
+            _, drive_h, drive_z = parts(state)
+            return drive_h - lam * state[0], drive_z - lam * state[1]
+
+        def residual(state):
+            _, drive_h, drive_z = parts(state)
+            return jnp.stack([jnp.linalg.norm(lam * state[0][:, :P] - drive_h[:, :P]) / (lam * scale_h),
+                              jnp.linalg.norm(lam * state[1] - drive_z) / (lam * scale_z)])
+
+        ts = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, 1.0, 79) * t_max])
+        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=lambda t, s, a: parts(s)[0]),
+                                      diffrax.SubSaveAt(t1=True)])
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t_max, 1e-3 / (1 + gamma0), (h0, z0), saveat=saveat,
+            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol), max_steps=max_steps,
+            event=diffrax.Event(lambda t, s, a, **kw: jnp.max(residual(s)) < tol), throw=False)
+        outputs, (h, z) = sol.ys
+        h, z = h[-1], z[-1]
+        times = jnp.where(ts <= sol.ts[1][-1], ts, jnp.inf)
+        res = residual((h, z))
+        return times, outputs, h, z, res, jnp.max(res) < tol
+
+    return run
