@@ -196,11 +196,11 @@ def solve(kx, y, depth, gamma0, beta) -> DeepLinearSolution:
     with np.errstate(divide="ignore"):
         bound = np.minimum(np.inf if b == 0 else 1 / (4 * b), np.where(lam > 0, 1 / lam, np.inf))
     kappa_max = gamma0**2 * np.sum(yt**2 * np.where(yt != 0, bound, 0.0))
-    z = float(_log_one_plus_s(_generated().general_mode, lam, yt**2, float(depth), float(gamma0), b,
-                              depth * np.log1p(kappa_max) + 1.0))
+    mode = _generated().general_mode
+    z = float(_log_one_plus_s(mode, lam, yt**2, float(depth), float(gamma0), b, depth * np.log1p(kappa_max) + 1.0))
     s = float(np.expm1(z))
-    m0 = float(np.sum(lam * yt**2 / ((1 + s) * lam + b) ** 2))
-    kp = gamma0**2 * (1 + s) * m0
+    modes = float(np.sum(mode(z, lam, yt**2, b)))  # κ'/γ₀² = (1 + s) m₀
+    m0, kp = modes / (1 + s), gamma0**2 * modes
     v = U @ (yt / ((1 + s) * lam + b))
     u = kx @ v
     ell = np.arange(1, depth + 1)[:, None, None]
