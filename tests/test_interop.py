@@ -98,3 +98,14 @@ def test_bad_input_is_rejected():
         sklearn_kernel(sn.MLP("relu(x)", depth=1, sigma_w=[1.0, 2.0]))
     with pytest.raises(DataError, match="which"):
         MLPKernel("relu(x)", which="nngpk")(X)
+
+
+@pytest.mark.parametrize("name, library, advice", [("gpytorch_kernel", "gpytorch", r"symntk\[gpytorch\]"),
+                                                   ("neural_tangents_layer", "neural_tangents",
+                                                    "make test-neural-tangents")])
+def test_a_missing_optional_library_names_how_to_install_it(monkeypatch, name, library, advice):
+    import sys
+    monkeypatch.setitem(sys.modules, library, None)  # import of it fails as if absent
+    monkeypatch.delitem(sys.modules, f"symntk.interop.{library}", raising=False)
+    with pytest.raises(ImportError, match=advice):
+        getattr(sn.interop, name)
