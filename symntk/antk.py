@@ -103,6 +103,8 @@ class WeightDecayMLP:
         if depth != 1:
             raise NotImplementedError("only the two-layer solver (depth=1) exists yet; the deep DMFT of T5 is "
                                       "not implemented")
+        if not (isinstance(particles, (int, np.integer)) and particles >= 2 and particles % 2 == 0):
+            raise DataError(f"particles must be an even integer ≥ 2 (antithetic pairs), got {particles!r}")
         if not (gamma0 > 0 and np.isfinite(gamma0) and lam > 0 and np.isfinite(lam)):
             raise DataError(f"gamma0 and lam must be finite and > 0, got {gamma0}, {lam}")
         self.dual = derive(activation)
@@ -114,10 +116,13 @@ class WeightDecayMLP:
         self._phi, self._dphi = mod.phi, mod.dphi
 
     def solve(self, x_train, y_train, x_test=None, tol=1e-6, rtol=1e-5, t_max=None, max_steps=200_000,
-              throw=True) -> Solution:
-        """Run T5 from the Gaussian initialisation (h ~ N(0, Kˣ), z ~ N(0, 1)) until both T4
-        residuals are below ``tol`` (or ``t_max``, default 200/λ); ``rtol``: the adaptive step's
-        relative tolerance (absolute: 1e-3 rtol)."""
+              dt=None, throw=True) -> Solution:
+        """Run T5 from the Gaussian initialisation (h ~ N(0, Kˣ), z ~ N(0, 1), in antithetic pairs
+        (h, ±z) so that f(·, 0) = 0 exactly and both T3 forms hold at the fixed point for any number
+        of particles) until both T4 residuals are below ``tol`` (or ``t_max``, default 200/λ).
+        ``rtol``: the adaptive step's relative tolerance (absolute: 1e-3 rtol); the residual floors
+        near the integration error, so a small ``tol`` needs a small ``rtol`` (1e-8 for 1e-5).
+        ``dt``: fixed steps of that size instead of adaptive ones."""
         xtr = _check_x("x_train", x_train).astype(float)
         y = np.asarray(y_train, dtype=float)
         if y.shape != (len(xtr),):
@@ -126,12 +131,15 @@ class WeightDecayMLP:
         P, kx = len(xtr), np.asarray(_dot(jnp.asarray(xall), jnp.asarray(xall)))
         ev, U = np.linalg.eigh(kx)
         k1, k2 = jax.random.split(jax.random.PRNGKey(self.seed))
-        h0 = jax.random.normal(k1, (self.particles, len(xall))) @ jnp.asarray(U * np.sqrt(np.clip(ev, 0, None))).T
-        z0 = jax.random.normal(k2, (self.particles,))
+        half = self.particles // 2  # antithetic pairs (h, z), (h, −z): f(·, 0) = 0 exactly
+        h0 = jax.random.normal(k1, (half, len(xall))) @ jnp.asarray(U * np.sqrt(np.clip(ev, 0, None))).T
+        z0 = jax.random.normal(k2, (half,))
+        h0, z0 = jnp.concatenate([h0, h0]), jnp.concatenate([z0, -z0])
         t_max = 200.0 / self.lam if t_max is None else float(t_max)
-        run = _compiled(self._phi, self._dphi, P, max_steps)
+        run = _compiled(self._phi, self._dphi, P, max_steps, dt is not None)
         times, outputs, h, z, res, stopped = (np.asarray(a) for a in run(
-            self.gamma0, self.lam, jnp.asarray(kx), jnp.asarray(y), h0, z0, tol, t_max, rtol))
+            self.gamma0, self.lam, jnp.asarray(kx), jnp.asarray(y), h0, z0, tol, t_max, rtol,
+            1.0 if dt is None else float(dt)))
         result = "successful" if stopped else "max_steps_reached"
         if result != "successful" and throw:
             raise ConvergenceError(f"the particle dynamics did not reach the T4 residual tol = {tol:g} by t = "
@@ -151,11 +159,11 @@ class WeightDecayMLP:
 
 
 @lru_cache(maxsize=None)
-def _compiled(phi, dphi, P, max_steps):
+def _compiled(phi, dphi, P, max_steps, fixed_step):
     """The jitted particle solver for one activation (generated φ, φ'), training-set size and step budget."""
 
     @jax.jit
-    def run(gamma0, lam, kx, y, h0, z0, tol, t_max, rtol):
+    def run(gamma0, lam, kx, y, h0, z0, tol, t_max, rtol, dt):
         M = h0.shape[0]
         f0 = phi(h0).T @ z0 / (M * gamma0)
         scale_h, scale_z = jnp.linalg.norm(h0[:, :P]), jnp.linalg.norm(z0)  # residuals relative to the initial scale
@@ -180,8 +188,10 @@ def _compiled(phi, dphi, P, max_steps):
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=lambda t, s, a: parts(s)[0]),
                                       diffrax.SubSaveAt(t1=True)])
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t_max, 1e-3 / (1 + gamma0), (h0, z0), saveat=saveat,
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol), max_steps=max_steps,
+            diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t_max, dt if fixed_step else 1e-3 / (1 + gamma0), (h0, z0),
+            saveat=saveat, max_steps=max_steps,
+            stepsize_controller=(diffrax.ConstantStepSize() if fixed_step
+                                 else diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol)),
             event=diffrax.Event(lambda t, s, a, **kw: jnp.max(residual(s)) < tol), throw=False)
         outputs, (h, z) = sol.ys
         h, z = h[-1], z[-1]

@@ -1,7 +1,10 @@
 """Two-layer aNTK particle solver (theory/adaptive.md T1–T6): the solvable single-point example
-(with the two forms of the T3 predictor), the homogeneity degree, and bad input.  Multi-point
-problems do not yet converge to the T4 tolerance (see the issue-5 note)."""
+(with the two forms of the T3 predictor), multi-point fixed points of smooth activations, the lazy
+limit, the homogeneity degree, and bad input.  Multi-point ReLU problems do not converge to the T4
+tolerance (particles slide along the kink; see derivations/antk.md)."""
 import numpy as np
+
+import symntk as sn
 import pytest
 
 from symntk.antk import WeightDecayMLP, homogeneity_degree
@@ -10,31 +13,57 @@ from symntk.errors import DataError
 ONE_POINT = np.array([[1.0]]), np.array([1.0])
 
 
-def centring_error(sol):
-    """f(·, 0) = ⟨φ(h₀)z₀⟩/γ₀ over M particles: standard deviation √(E[φ²]/M)/γ₀ (E[φ²] = 1/2 for ReLU at q = 1)."""
-    return np.sqrt(0.5 / len(sol.z)) / sol.model.gamma0
+FOUR_POINTS = np.random.default_rng(0).normal(size=(4, 5))
+FOUR_POINTS *= np.sqrt(5) / np.linalg.norm(FOUR_POINTS, axis=1, keepdims=True)  # whitened rows, Kˣ_μμ = 1
+FOUR_LABELS = np.array([1.0, -0.5, 0.8, 0.3])
 
 
 def test_single_point_above_threshold_is_the_t6_fixed_point():
-    """γ₀y = 1 > λ = 0.3: Δ = λ/γ₀, f = y − λ/γ₀ (to the T4 tolerance), ⟨φ²⟩ = ⟨φz⟩ = γ₀(f + f₀)
-    = γ₀y − λ up to the centring f₀ (4 of its standard errors), and no mass left at h < 0."""
+    """γ₀y = 1 > λ = 0.3: Δ = λ/γ₀, f = y − λ/γ₀ (to the T4 tolerance), ⟨φ²⟩ = ⟨φz⟩ = γ₀f
+    = γ₀y − λ (antithetic particles: f(·, 0) = 0 exactly), and no mass left at h < 0."""
     m = WeightDecayMLP("relu(x)", gamma0=1.0, lam=0.3, particles=2000)
     sol = m.solve(*ONE_POINT)
     assert sol.result == "successful" and max(sol.residual) < 1e-6
     assert sol.output[0] == pytest.approx(0.7, abs=1e-5)
     phi2, phiz = np.mean(np.maximum(sol.h[:, 0], 0) ** 2), np.mean(np.maximum(sol.h[:, 0], 0) * sol.z)
     assert phi2 == pytest.approx(phiz, rel=1e-5)
-    assert abs(phi2 - 0.7) < 4 * centring_error(sol)
+    assert phi2 == pytest.approx(0.7, abs=1e-5)
     assert np.min(sol.h[:, 0]) > -1e-5 * np.sqrt(np.mean(sol.h[:, 0] ** 2))
     assert sol.form_disagreement < 1e-10
     np.testing.assert_allclose(sol.predict(ONE_POINT[0]), sol.kernel_form, rtol=1e-5)  # h(x) rebuilt from T4
 
 
 def test_single_point_below_threshold_collapses():
-    """γ₀y = 1 < λ = 1.5: every particle decays, ⟨φ²⟩ → 0 and the centred output is −f₀."""
+    """γ₀y = 1 < λ = 1.5: every particle decays, ⟨φ²⟩ → 0 and the output f → 0."""
     sol = WeightDecayMLP("relu(x)", gamma0=1.0, lam=1.5, particles=2000).solve(*ONE_POINT)
     assert np.mean(np.maximum(sol.h, 0) ** 2) < 1e-10
-    assert abs(sol.output[0]) < 4 * centring_error(sol)
+    assert abs(sol.output[0]) < 1e-5
+
+
+@pytest.mark.parametrize("formula", ["x", "x**2"])
+def test_multi_point_fixed_point_of_smooth_activations(formula):
+    """Three training points and one test point: the T4 residuals fall below 1e-5, the two forms of
+    T3 agree (the issue asks 1e-3; at a residual r they differ by O(r)) on the train and test points,
+    and the test output rebuilt from T4 (``predict``) is the particles' own test output."""
+    x, y = FOUR_POINTS, FOUR_LABELS
+    sol = WeightDecayMLP(formula, gamma0=1.0, lam=0.1, particles=2000).solve(x[:3], y[:3], x_test=x[3:],
+                                                                             tol=1e-5, rtol=1e-8)
+    assert sol.result == "successful" and max(sol.residual) < 1e-5
+    assert sol.form_disagreement < 1e-4
+    np.testing.assert_allclose(sol.kernel_form, sol.output, atol=1e-4)
+    np.testing.assert_allclose(sol.predict(x[3:]), sol.output[3:], atol=1e-4)
+
+
+def test_lazy_limit_follows_ntk_gradient_flow():
+    """γ₀ → 0 then small λ: before weight decay acts (λt ≪ 1) the output follows NTK gradient flow
+    f(t) = (1 − e^{−Θt})y with Θ the two-layer NTK at σ_w = 1, σ_b = 0 (μP: Φ¹ + G¹ ⊙ Kˣ at
+    initialisation).  Error budget: the particles' Θ has Monte-Carlo error ≈ √(2/M) ≈ 1 % at
+    M = 20000, plus O(γ₀) + O(λt) ≈ 1e-3; 0.05 absolute is 4 standard errors on |y| ≤ 1."""
+    x, y = FOUR_POINTS, FOUR_LABELS
+    sol = WeightDecayMLP("x*erf(x)", gamma0=1e-3, lam=1e-4, particles=20000).solve(x, y, t_max=20.0, throw=False)
+    ntk = sn.MLP("x*erf(x)", depth=1, sigma_w=1.0, sigma_b=0.0).kernel(x).ntk
+    ref = sn.predict.ntk_gradient_flow(ntk, ntk, y, t=sol.times)
+    assert np.max(np.abs(sol.outputs - ref.mean)) < 0.05
 
 
 @pytest.mark.parametrize("formula, k", [("relu(x)", 1), ("x", 1), ("x**2", 2), ("leaky_relu(x, 0.1)", 1),
