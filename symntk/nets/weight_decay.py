@@ -1,0 +1,105 @@
+"""Two-layer networks trained by gradient flow with weight decay (theory/adaptive.md A1–A2, the
+aNTK setting): the empirical side of :mod:`symntk.antk`.
+
+    h = W x/√D,   f(x; θ) = w·φ(h)/(γ₀N),   W ~ N(0, 1)^{N×D}, w ~ N(0, 1)^N at t = 0
+    dθ/dt = −[γ₀²N ∇_θ 𝓛 + λθ],   𝓛 = ½ Σ_μ (f(x_μ; θ) − f(x_μ; θ₀) − y_μ)²   (centred output)
+
+The gradient is JAX autodiff of this network — not the particle equations of ``symntk.antk`` —
+integrated with diffrax (Tsit5; adaptive steps, or fixed ones of size ``dt`` for kinked φ such as
+ReLU, where adaptive steps crawl), for all ``seeds`` at once (vmap).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import ConvergenceError, DataError
+from ..gaussian import derive
+
+
+@dataclass(frozen=True)
+class WeightDecayRun:
+    """``times`` (n_t,); ``outputs`` (seeds, n_t, P + Q): the centred output on the training then
+    test points; ``phi`` (seeds, P + Q, P + Q): the final Φ¹ = φ(h)φ(h)ᵀ/N; ``h`` (seeds, N, P + Q):
+    the final pre-activations (the single-site density's samples)."""
+
+    times: np.ndarray
+    outputs: np.ndarray
+    phi: np.ndarray
+    h: np.ndarray
+
+    @property
+    def mean_output(self) -> np.ndarray:
+        """Seed average of ``outputs``, (n_t, P + Q)."""
+        return self.outputs.mean(axis=0)
+
+
+def train(activation, x_train, y_train, x_test=None, width=1024, gamma0=1.0, lam=1e-2, times=(10.0,), seeds=4,
+          dt=None, rtol=1e-6, max_steps=100_000, seed=0) -> WeightDecayRun:
+    """Train ``seeds`` independent width-``width`` networks of ``activation`` on (x_train, y_train)
+    by the flow above, recording the centred output at ``times`` (increasing, > 0; t = 0 is
+    prepended)."""
+    x_train = np.asarray(x_train, dtype=float)
+    y = np.asarray(y_train, dtype=float)
+    if x_train.ndim != 2 or y.shape != (len(x_train),):
+        raise DataError(f"x_train must be (P, D) and y_train (P,), got {x_train.shape} and {y.shape}")
+    x = x_train if x_test is None else np.concatenate([x_train, np.asarray(x_test, dtype=float)])
+    times = np.concatenate([[0.0], np.asarray(times, dtype=float)])
+    if not (np.all(np.diff(times) > 0) and np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise DataError("times must increase from a value > 0, and the data must be finite")
+    if not (gamma0 > 0 and lam >= 0 and width >= 1 and seeds >= 1):
+        raise DataError(f"need gamma0 > 0, lam ≥ 0, width ≥ 1 and seeds ≥ 1, got {gamma0}, {lam}, {width}, {seeds}")
+    mod = derive(activation).module()
+    run = _compiled(mod.phi, len(x_train), int(width), max_steps, dt is not None)
+    keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
+    outputs, phi, h, ok = (np.asarray(a) for a in jax.vmap(run, in_axes=(0,) + (None,) * 8)(
+        keys, jnp.asarray(x), jnp.asarray(y), gamma0, lam, jnp.asarray(times), rtol, 1.0 if dt is None else dt,
+        float(x.shape[1])))
+    if not ok.all():
+        raise ConvergenceError(f"the gradient flow of {int((~ok).sum())} of {seeds} networks stopped before "
+                               f"t = {times[-1]:g} (max_steps = {max_steps}); raise max_steps or pass dt")
+    return WeightDecayRun(times, outputs, phi, h)
+
+
+@lru_cache(maxsize=None)
+def _compiled(phi, P, width, max_steps, fixed_step):
+    """One network's flow from its key (jitted; vmapped over keys by the caller)."""
+
+    def output(theta, x, gamma0, dim):
+        W, w = theta
+        return phi(x @ W.T / jnp.sqrt(dim)) @ w / (gamma0 * width)
+
+    @jax.jit
+    def run(key, x, y, gamma0, lam, times, rtol, dt, dim):
+        k1, k2 = jax.random.split(key)
+        theta0 = (jax.random.normal(k1, (width, x.shape[1])), jax.random.normal(k2, (width,)))
+        f0 = output(theta0, x, gamma0, dim)
+
+        def loss(theta):
+            return 0.5 * jnp.sum((output(theta, x[:P], gamma0, dim) - f0[:P] - y) ** 2)
+
+        def field(t, theta, args):
+            grad = jax.grad(loss)(theta)
+            return jax.tree_util.tree_map(lambda g, p: -(gamma0 ** 2 * width * g + lam * p), grad, theta)
+
+        def observe(t, theta, args):
+            W, w = theta
+            hidden = x @ W.T / jnp.sqrt(dim)
+            return output(theta, x, gamma0, dim) - f0, hidden
+
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, times[-1], dt if fixed_step else 1e-3, theta0,
+            saveat=diffrax.SaveAt(ts=times, fn=observe), max_steps=max_steps, throw=False,
+            stepsize_controller=(diffrax.ConstantStepSize() if fixed_step
+                                 else diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol)))
+        outputs, hidden = sol.ys
+        h = hidden[-1]
+        phi_h = phi(h)
+        return outputs, phi_h.T @ phi_h / width, h, sol.result == diffrax.RESULTS.successful
+
+    return run
