@@ -115,6 +115,12 @@ class WeightDecayMLP:
         mod = self.dual.module()
         self._phi, self._dphi = mod.phi, mod.dphi
 
+    @property
+    def kinked(self) -> bool:
+        """φ' jumps (relu, abs, leaky_relu, …): on several points the fixed point has particles
+        sliding along the kink and the T4 residual does not vanish (derivations/antk.md)."""
+        return self.activation.derivative.has(sp.Heaviside, sp.sign)
+
     def solve(self, x_train, y_train, x_test=None, tol=1e-6, rtol=1e-5, t_max=None, max_steps=200_000,
               dt=None, throw=True) -> Solution:
         """Run T5 from the Gaussian initialisation (h ~ N(0, Kˣ), z ~ N(0, 1), in antithetic pairs
@@ -140,6 +146,9 @@ class WeightDecayMLP:
         times, outputs, h, z, res, stopped = (np.asarray(a) for a in run(
             self.gamma0, self.lam, jnp.asarray(kx), jnp.asarray(y), h0, z0, tol, t_max, rtol,
             1.0 if dt is None else float(dt)))
+        if not (np.all(np.isfinite(outputs[np.isfinite(times)])) and np.all(np.isfinite(res))):
+            raise ConvergenceError("the particle dynamics diverged (non-finite outputs)"
+                                   + (f": the fixed step dt = {dt:g} is unstable, halve it" if dt else ""))
         result = "successful" if stopped else "max_steps_reached"
         if result != "successful" and throw:
             raise ConvergenceError(f"the particle dynamics did not reach the T4 residual tol = {tol:g} by t = "

@@ -121,6 +121,31 @@ def _deep_linear(args):
     return 0
 
 
+def _antk(args):
+    from . import data as datasets
+    from .errors import SymntkError
+    from .report_antk import run
+
+    try:
+        if args.depth != 1:
+            raise NotImplementedError("only the two-layer aNTK (--depth 1) is implemented")
+        from .antk import WeightDecayMLP
+        if WeightDecayMLP(args.activation, particles=2).kinked and args.dt is None:
+            raise ValueError(f"{args.activation}: φ' jumps, and on several points the aNTK fixed point has particles "
+                             "sliding along the kink, where adaptive steps crawl and the T4 residual does not vanish "
+                             "(derivations/antk.md); use a smooth activation (gelu(x), x*erf(x)) or pass --dt and "
+                             "--t-max to integrate the dynamics to a fixed time")
+        ds = datasets.load_npz(args.data) if args.data not in (None, "digits") else datasets.digits()
+        run(ds, args.out, args.activation, args.gamma0, args.lam, args.particles, args.n_train, args.n_test, args.tol,
+            args.dt, args.t_max)
+    except (SymntkError, ValueError, NotImplementedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}/antk_report.md, antk_results.json, antk_learning_curves.png, antk_kernels.png, "
+          f"antk_densities.png")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="symntk", description="Exact infinite-width kernels of wide networks.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -162,6 +187,20 @@ def main(argv=None) -> int:
     dln.add_argument("--beta", type=float, default=100.0, help="inverse temperature β (inf allowed)")
     dln.add_argument("--out", default="out")
     dln.set_defaults(fn=_deep_linear)
+    a = sub.add_parser("antk", help="two-layer aNTK (gradient flow with weight decay, T1–T6) vs NTK -> out/")
+    a.add_argument("activation", help="activation formula in x, e.g. 'x*erf(x)'")
+    a.add_argument("--depth", type=int, default=1, help="hidden layers (only 1 is implemented)")
+    a.add_argument("--gamma0", type=float, default=1.0, help="feature-learning strength γ₀")
+    a.add_argument("--lam", type=float, default=0.01, help="weight decay λ")
+    a.add_argument("--particles", type=int, default=2000, help="hidden units of the mean-field particle solver (even)")
+    a.add_argument("--data", default="digits", help="'digits' (3 vs 8) or an .npz with x_train, y_train, x_test, y_test")
+    a.add_argument("--n-train", type=int, default=100)
+    a.add_argument("--n-test", type=int, default=200)
+    a.add_argument("--tol", type=float, default=1e-4, help="T4 fixed-point residual to stop at")
+    a.add_argument("--dt", type=float, default=None, help="fixed time step (default: adaptive)")
+    a.add_argument("--t-max", type=float, default=None, help="stop here if T4 is not reached (default 200/λ)")
+    a.add_argument("--out", default="out")
+    a.set_defaults(fn=_antk)
     args = p.parse_args(argv)
     return args.fn(args)
 

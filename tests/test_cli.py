@@ -45,3 +45,26 @@ def test_deep_linear_command_writes_the_overlap_figures(tmp_path):
     assert main(["deep-linear", "--depth", "1,4", "--gamma0", "0.1:10", "--beta", "50", "--out", str(out)]) == 0
     assert (out / "deep_linear_overlaps.png").exists() and (out / "deep_linear_layers.png").exists()
     assert main(["deep-linear", "--gamma0", "a:b"]) == 2
+
+
+def test_antk_command_writes_the_report(tmp_path):
+    """A small user data set (.npz): the two-layer aNTK reaches the T4 tolerance, both predictors'
+    losses are reported and the figures written; depth ≥ 2 is refused with exit status 2."""
+    import json
+
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 5))
+    x *= np.sqrt(5) / np.linalg.norm(x, axis=1, keepdims=True)
+    np.savez(tmp_path / "d.npz", x_train=x[:4], y_train=np.array([1.0, -1, 1, -1]), x_test=x[4:],
+             y_test=np.array([1.0, 1, -1, -1]))
+    out = tmp_path / "out"
+    assert main(["antk", "x*erf(x)", "--lam", "0.2", "--particles", "400", "--tol", "1e-3",
+                 "--data", str(tmp_path / "d.npz"), "--out", str(out)]) == 0
+    res = json.loads((out / "antk_results.json").read_text())
+    assert res["result"] == "successful" and max(res["residual"]) < 1e-3
+    assert set(res["losses"]) == {"ntk", "antk"}
+    for name in ("antk_learning_curves.png", "antk_kernels.png", "antk_densities.png", "antk_report.md"):
+        assert (out / name).stat().st_size > 0
+    assert main(["antk", "relu(x)", "--depth", "2", "--out", str(out)]) == 2
+    assert main(["antk", "relu(x)", "--out", str(out)]) == 2  # kinked φ needs --dt (sliding fixed points)

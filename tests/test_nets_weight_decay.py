@@ -3,6 +3,7 @@ against the aNTK particle theory (symntk.antk): the T6 fixed point at any width,
 trajectory on several points converging to the theory as the width grows."""
 import numpy as np
 import pytest
+from scipy.special import erf
 
 from symntk.antk import WeightDecayMLP
 from symntk.errors import DataError
@@ -46,3 +47,11 @@ def test_bad_input_is_rejected():
         train("relu(x)", X[:3], Y, times=[2.0, 1.0])
     with pytest.raises(DataError, match="gamma0"):
         train("relu(x)", X[:3], Y, gamma0=0.0)
+
+
+def test_final_kernel_and_preactivations_have_the_documented_shapes():
+    """h (seeds, N, P + Q) are the hidden pre-activations W x/√D, Φ¹ = φ(h)ᵀφ(h)/N (P + Q square)."""
+    run = train("x*erf(x)", X[:3], Y, x_test=X[3:], width=64, gamma0=1.0, lam=0.1, times=[1.0], seeds=2)
+    assert run.h.shape == (2, 64, 4) and run.phi.shape == (2, 4, 4)
+    phi_h = run.h * erf(run.h)
+    np.testing.assert_allclose(run.phi, np.einsum("snp,snq->spq", phi_h, phi_h) / 64, rtol=1e-12)

@@ -88,8 +88,7 @@ def _compiled(phi, P, width, max_steps, fixed_step):
             return jax.tree_util.tree_map(lambda g, p: -(gamma0 ** 2 * width * g + lam * p), grad, theta)
 
         def observe(t, theta, args):
-            W, w = theta
-            hidden = x @ W.T / jnp.sqrt(dim)
+            hidden = theta[0] @ x.T / jnp.sqrt(dim)  # (N, P + Q)
             return output(theta, x, gamma0, dim) - f0, hidden
 
         sol = diffrax.diffeqsolve(

@@ -1,0 +1,150 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # aNTK: gradient flow with weight decay in the feature-learning limit (two layers)
+#
+# `sn.antk.WeightDecayMLP` runs the mean-field particle dynamics of a two-layer network trained by
+# gradient flow with weight decay (theory/adaptive.md T5) to its fixed point (T4), and
+# `symntk.nets.weight_decay.train` trains actual finite-width networks the same way.  Here: the
+# single-point phase transition T6 (theory, particles and networks), the pre-activation density
+# at initialisation and at the fixed point, λ > 0 against λ = 0 (a kernel predictor or not), and —
+# with `--full` — digits test loss against P for the NTK, the aNTK and finite networks.
+#
+# Run as a script (`python notebooks/antk.py`, what CI does; `--full` adds the digits sweep,
+# several minutes) or open with `jupytext --to notebook notebooks/antk.py`.  Figures go to
+# `notebooks/figures/`.  Multi-point ReLU problems do not reach a small T4 residual (particles
+# slide along the kink, derivations/antk.md), so the multi-point parts use the smooth x·erf(x).
+
+# %%
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import symntk as sn
+from symntk.antk import WeightDecayMLP
+from symntk.data import digits
+from symntk.nets.weight_decay import train
+from symntk.plot import figure
+
+FULL = "--full" in sys.argv
+FIG = Path(__file__).parent / "figures" if "__file__" in globals() else Path("figures")
+FIG.mkdir(parents=True, exist_ok=True)
+ONE_X, ONE_Y = np.array([[1.0]]), np.array([1.0])
+
+# %% [markdown]
+# ## The phase transition T6
+# One whitened point, label y = 1, ReLU, λ = 0.3.  Above γ₀y = λ the fixed point has
+# f = y − λ/γ₀ and ⟨φ(h)²⟩ = γ₀y − λ; below, everything collapses (f = 0).  Particles (2000) and
+# width-512 networks (4 seeds) against the formulas.  Close to the threshold the dynamics slows
+# down critically, so the checks skip 0.7 < γ₀/λ < 1.5.  Below threshold a network's *raw* output
+# collapses to 0, so its centred output is −f(x, 0) = O(1/(γ₀√N)) per seed (the particles start
+# in antithetic pairs, f(x, 0) = 0): the networks are checked above threshold.
+
+# %%
+lam = 0.3
+ratios = np.array([0.5, 0.8, 1.25, 2.0, 3.0, 5.0])
+theory_f = np.where(ratios > 1, 1 - 1 / ratios, 0.0)
+particles_f, particles_phi2, network_f = [], [], []
+for r in ratios:
+    sol = WeightDecayMLP("relu(x)", gamma0=r * lam, lam=lam, particles=2000).solve(ONE_X, ONE_Y, throw=False)
+    particles_f.append(sol.output[0])
+    particles_phi2.append(np.mean(np.maximum(sol.h[:, 0], 0) ** 2))
+    run = train("relu(x)", ONE_X, ONE_Y, width=512, gamma0=r * lam, lam=lam, times=[200.0], seeds=4, dt=0.05)
+    network_f.append(run.outputs[:, -1, 0].mean())
+particles_f, particles_phi2, network_f = map(np.array, (particles_f, particles_phi2, network_f))
+away = (ratios < 0.7) | (ratios > 1.5)
+assert np.max(np.abs(particles_f - theory_f)[away]) < 1e-3
+assert np.max(np.abs(network_f - theory_f)[ratios > 1.5]) < 1e-6
+assert np.max(np.abs(particles_phi2 - np.maximum(ratios * lam - lam, 0))[away]) < 1e-3
+
+fig, axes = figure(1, 2, figsize=(9, 3.6))
+grid = np.linspace(0.3, 5.2, 300)
+axes[0].plot(grid, np.where(grid > 1, 1 - 1 / grid, 0), "k-", lw=1, label="T6: y − λ/γ₀")
+axes[0].plot(ratios, particles_f, "o", label="particles (2000)")
+axes[0].plot(ratios, network_f, "x", label="networks (N = 512)")
+axes[0].set_xlabel("γ₀ / λ"), axes[0].set_ylabel("f at the fixed point"), axes[0].legend(fontsize=7)
+axes[1].plot(grid, np.maximum(grid * lam - lam, 0), "k-", lw=1, label="T6: γ₀y − λ")
+axes[1].plot(ratios, particles_phi2, "o", label="particles")
+axes[1].set_xlabel("γ₀ / λ"), axes[1].set_ylabel("⟨φ(h)²⟩"), axes[1].legend(fontsize=7)
+fig.suptitle("two-layer ReLU, one point, λ = 0.3: the aNTK phase transition", fontsize=9)
+fig.tight_layout()
+fig.savefig(FIG / "antk_transition.png", dpi=130)
+
+# %% [markdown]
+# ## Pre-activation density: initialisation and fixed point
+# Above threshold (γ₀ = 1, λ = 0.3) feature learning removes the left half of the density: no
+# particle is left at h < 0, and ⟨φ²⟩ = 0.7.
+
+# %%
+sol = WeightDecayMLP("relu(x)", gamma0=1.0, lam=0.3, particles=4000).solve(ONE_X, ONE_Y)
+h = sol.preactivation_density(point=0)
+assert h.min() > -1e-5 and abs(np.mean(np.maximum(h, 0) ** 2) - 0.7) < 1e-4
+fig, ax = figure(figsize=(6, 3.6))
+z = np.linspace(-4, 4, 400)
+ax.plot(z, np.exp(-z ** 2 / 2) / np.sqrt(2 * np.pi), "k-", lw=1, label="initialisation N(0, 1)")
+active = h[h > 1e-6]
+edges = np.linspace(0, active.max(), 61)  # density over all particles: the mass at h = 0 is left out of the bars
+ax.hist(active, bins=edges, weights=np.full(len(active), 1 / (len(h) * (edges[1] - edges[0]))), alpha=0.6,
+        label=f"fixed point, h > 0 ({len(active) / len(h):.0%} of particles; the rest at h = 0)")
+ax.set_xlabel("h"), ax.set_ylabel("density"), ax.legend(fontsize=7)
+fig.tight_layout()
+fig.savefig(FIG / "antk_density.png", dpi=130)
+
+# %% [markdown]
+# ## λ > 0 against λ = 0: a kernel predictor or not
+# With weight decay the fixed point's predictor is kernel regression with its own final kernel,
+# Φ¹(x, X)[Φ¹ + λI]⁻¹y (T3) — forced by the readout's stationarity λw = γ₀φ(X)ᵀΔ.  At finite width
+# it is off only by the O(1/(γ₀√N)) initial output the centring removes (≈ 0.03 here).  Without
+# weight decay nothing forces it; on this three-point problem the network's output happens to be
+# close to the ridgeless interpolant with its final kernel as well (printed for comparison).
+# Width-1024 networks of x·erf(x), three training points and one test point, 3 seeds.
+
+# %%
+rng = np.random.default_rng(0)
+x = rng.normal(size=(4, 5))
+x *= np.sqrt(5) / np.linalg.norm(x, axis=1, keepdims=True)
+y = np.array([1.0, -0.5, 0.8])
+gap = {}
+for lam_ in (0.1, 0.0):
+    run = train("x*erf(x)", x[:3], y, x_test=x[3:], width=1024, gamma0=1.0, lam=lam_, times=[300.0], seeds=3)
+    kernel_form = [P[3, :3] @ np.linalg.solve(P[:3, :3] + lam_ * np.eye(3), y) for P in run.phi]
+    gap[lam_] = np.abs(run.outputs[:, -1, 3] - np.array(kernel_form))
+    print(f"λ = {lam_}: |network − T3 kernel form| at the test point, per seed: {np.round(gap[lam_], 4)}")
+assert gap[0.1].max() < 0.05
+
+# %% [markdown]
+# ## Digits (3 vs 8): test loss against P (with `--full`)
+# NTK regression (the two-layer NTK at initialisation), the aNTK fixed point (x·erf(x), γ₀ = 1,
+# λ = 0.2, 1000 particles, T4 residual 1e-3) and width-1024 networks trained for as long.
+
+# %%
+if FULL:
+    sizes, losses = [10, 20, 40], {"NTK": [], "aNTK": [], "network": []}
+    for P in sizes:
+        d = digits(n_train=P)
+        xte, yte = d.x_test[:100], d.y_test[:100]
+        sol = WeightDecayMLP("x*erf(x)", gamma0=1.0, lam=0.2, particles=1000).solve(d.x_train, d.y_train, x_test=xte,
+                                                                                    tol=1e-3, rtol=1e-6)
+        xall = np.concatenate([d.x_train, xte])
+        theta = sn.MLP("x*erf(x)", depth=1, sigma_w=1.0, sigma_b=0.0).kernel(xall).ntk
+        ntk = sn.predict.ntk_gradient_flow(theta[:P, :P], theta[P:, :P], d.y_train, t=[np.inf], ridge=1e-10).mean[0]
+        run = train("x*erf(x)", d.x_train, d.y_train, x_test=xte, width=1024, gamma0=1.0, lam=0.2,
+                    times=[sol.times[-1]], seeds=2)
+        losses["NTK"].append(np.mean((ntk - yte) ** 2))
+        losses["aNTK"].append(np.mean((sol.kernel_form[P:] - yte) ** 2))
+        losses["network"].append(np.mean((run.mean_output[-1, P:] - yte) ** 2))
+    fig, ax = figure(figsize=(6, 3.6))
+    for name, v in losses.items():
+        ax.loglog(sizes, v, "o-", label=name)
+    ax.set_xlabel("P"), ax.set_ylabel("test MSE"), ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(FIG / "antk_digits.png", dpi=130)
+    print({k: np.round(v, 4).tolist() for k, v in losses.items()})
