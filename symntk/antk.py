@@ -6,7 +6,7 @@ Network f = w·φ(h)/(γ₀N), h = W⁰x/√D; gradient flow dθ/dt = −[γ₀�
 and test points, readout z), and with Δ = y − f on the training points
 
     dh/dt = γ₀ Kˣ(·, X)(z φ'(h) ⊙ Δ) − λh,    dz/dt = γ₀ φ(h)·Δ − λz,
-    f(x) = ⟨φ(h(x)) z⟩/γ₀ − f(x, 0)                                     (T5, centred output)
+    f(x) = ⟨φ(h(x)) z⟩/γ₀,   f(x, 0) = 0 (antithetic pairs (h, ±z))   (T5, centred output)
 
 integrated with diffrax (Tsit5, adaptive steps) until the fixed-point residuals T4 —
 ‖λh − γ₀Kˣ(g ⊙ Δ)‖ and ‖λz − γ₀φΔ‖ over the particles, relative to λ‖h(0)‖ and λ‖z(0)‖ (so
@@ -127,7 +127,7 @@ class WeightDecayMLP:
         (h, ±z) so that f(·, 0) = 0 exactly and both T3 forms hold at the fixed point for any number
         of particles) until both T4 residuals are below ``tol`` (or ``t_max``, default 200/λ).
         ``rtol``: the adaptive step's relative tolerance (absolute: 1e-3 rtol); the residual floors
-        near the integration error, so a small ``tol`` needs a small ``rtol`` (1e-8 for 1e-5).
+        near the integration error, so a small ``tol`` needs a small ``rtol`` (1e-9 for 1e-5).
         ``dt``: fixed steps of that size instead of adaptive ones."""
         xtr = _check_x("x_train", x_train).astype(float)
         y = np.asarray(y_train, dtype=float)
@@ -136,15 +136,16 @@ class WeightDecayMLP:
         xall = xtr if x_test is None else np.concatenate([xtr, _check_x("x_test", x_test).astype(float)])
         P, kx = len(xtr), np.asarray(_dot(jnp.asarray(xall), jnp.asarray(xall)))
         ev, U = np.linalg.eigh(kx)
+        keep = ev > 1e-12 * ev[-1] * len(ev)  # numerical rank r ≤ min(D, P + Q)
+        B = U[:, keep] * np.sqrt(ev[keep])  # Kˣ = B Bᵀ: h = a Bᵀ with a ∈ R^r per particle
         k1, k2 = jax.random.split(jax.random.PRNGKey(self.seed))
         half = self.particles // 2  # antithetic pairs (h, z), (h, −z): f(·, 0) = 0 exactly
-        h0 = jax.random.normal(k1, (half, len(xall))) @ jnp.asarray(U * np.sqrt(np.clip(ev, 0, None))).T
-        z0 = jax.random.normal(k2, (half,))
-        h0, z0 = jnp.concatenate([h0, h0]), jnp.concatenate([z0, -z0])
+        a0, z0 = jax.random.normal(k1, (half, B.shape[1])), jax.random.normal(k2, (half,))
+        a0, z0 = jnp.concatenate([a0, a0]), jnp.concatenate([z0, -z0])
         t_max = 200.0 / self.lam if t_max is None else float(t_max)
         run = _compiled(self._phi, self._dphi, P, max_steps, dt is not None)
         times, outputs, h, z, res, stopped = (np.asarray(a) for a in run(
-            self.gamma0, self.lam, jnp.asarray(kx), jnp.asarray(y), h0, z0, tol, t_max, rtol,
+            self.gamma0, self.lam, jnp.asarray(B), jnp.asarray(y), a0, z0, tol, t_max, rtol,
             1.0 if dt is None else float(dt)))
         if not (np.all(np.isfinite(outputs[np.isfinite(times)])) and np.all(np.isfinite(res))):
             raise ConvergenceError("the particle dynamics diverged (non-finite outputs)"
@@ -169,43 +170,48 @@ class WeightDecayMLP:
 
 @lru_cache(maxsize=None)
 def _compiled(phi, dphi, P, max_steps, fixed_step):
-    """The jitted particle solver for one activation (generated φ, φ'), training-set size and step budget."""
+    """The jitted particle solver for one activation (generated φ, φ'), training-set size and step budget.
+
+    The state is (a, z) with h = a Bᵀ, Kˣ = B Bᵀ (B: (P + Q) × r): dh/dt = γ₀Kˣ(·, X)(g ⊙ Δ) − λh is
+    da/dt = γ₀(g ⊙ Δ)B_X − λa, so a step costs O(M P r) instead of O(M P (P + Q)).
+    """
 
     @jax.jit
-    def run(gamma0, lam, kx, y, h0, z0, tol, t_max, rtol, dt):
-        M = h0.shape[0]
-        f0 = phi(h0).T @ z0 / (M * gamma0)
-        scale_h, scale_z = jnp.linalg.norm(h0[:, :P]), jnp.linalg.norm(z0)  # residuals relative to the initial scale
+    def run(gamma0, lam, B, y, a0, z0, tol, t_max, rtol, dt):
+        M, BX = a0.shape[0], B[:P]
+        scale_h, scale_z = jnp.linalg.norm(a0 @ BX.T), jnp.linalg.norm(z0)  # residuals relative to the initial scale
 
         def parts(state):
-            h, z = state
-            f = phi(h).T @ z / (M * gamma0) - f0
-            delta = y - f[:P]
-            g = z[:, None] * dphi(h[:, :P])
-            return f, gamma0 * (g * delta) @ kx[:, :P].T, gamma0 * phi(h[:, :P]) @ delta
+            a, z = state
+            h = a @ BX.T  # training columns of h
+            delta = y - phi(h).T @ z / (M * gamma0)
+            return gamma0 * (z[:, None] * dphi(h) * delta) @ BX, gamma0 * phi(h) @ delta
 
         def field(t, state, args):
-            _, drive_h, drive_z = parts(state)
-            return drive_h - lam * state[0], drive_z - lam * state[1]
+            drive_a, drive_z = parts(state)
+            return drive_a - lam * state[0], drive_z - lam * state[1]
 
         def residual(state):
-            _, drive_h, drive_z = parts(state)
-            return jnp.stack([jnp.linalg.norm(lam * state[0][:, :P] - drive_h[:, :P]) / (lam * scale_h),
-                              jnp.linalg.norm(lam * state[1] - drive_z) / (lam * scale_z)])
+            field_a, field_z = field(None, state, None)  # λh − γ₀Kˣ(g ⊙ Δ) = −(field of a) B_Xᵀ
+            return jnp.stack([jnp.linalg.norm(field_a @ BX.T) / (lam * scale_h),
+                              jnp.linalg.norm(field_z) / (lam * scale_z)])
+
+        def output(t, state, args):
+            a, z = state
+            return phi(a @ B.T).T @ z / (M * gamma0)  # f(·, 0) = 0: antithetic pairs
 
         ts = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, 1.0, 79) * t_max])
-        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=lambda t, s, a: parts(s)[0]),
-                                      diffrax.SubSaveAt(t1=True)])
+        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=output), diffrax.SubSaveAt(t1=True)])
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t_max, dt if fixed_step else 1e-3 / (1 + gamma0), (h0, z0),
+            diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t_max, dt if fixed_step else 1e-3 / (1 + gamma0), (a0, z0),
             saveat=saveat, max_steps=max_steps,
             stepsize_controller=(diffrax.ConstantStepSize() if fixed_step
                                  else diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol)),
             event=diffrax.Event(lambda t, s, a, **kw: jnp.max(residual(s)) < tol), throw=False)
-        outputs, (h, z) = sol.ys
-        h, z = h[-1], z[-1]
+        outputs, (a, z) = sol.ys
+        a, z = a[-1], z[-1]
         times = jnp.where(ts <= sol.ts[1][-1], ts, jnp.inf)
-        res = residual((h, z))
-        return times, outputs, h, z, res, jnp.max(res) < tol
+        res = residual((a, z))
+        return times, outputs, a @ B.T, z, res, jnp.max(res) < tol
 
     return run
