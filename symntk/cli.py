@@ -91,14 +91,26 @@ def _run(args):
     return 0
 
 
-def _ndk(args):
+def _data_arguments(parser, n_test):
+    """--data, --n-train, --n-test of the commands that train on one data set."""
+    parser.add_argument("--data", default="digits",
+                        help="'digits' (3 vs 8) or an .npz with x_train, y_train, x_test, y_test")
+    parser.add_argument("--n-train", type=int, default=100)
+    parser.add_argument("--n-test", type=int, default=n_test)
+
+
+def _dataset(args):
     from . import data as datasets
+
+    return datasets.load_npz(args.data) if args.data not in (None, "digits") else datasets.digits()
+
+
+def _ndk(args):
     from .errors import SymntkError
     from .report_ndk import run
 
     try:
-        ds = datasets.load_npz(args.data) if args.data not in (None, "digits") else datasets.digits()
-        run(ds, args.out, args.activation, args.depth, args.sigma0_sq, args.sigma_sq, args.temperature,
+        run(_dataset(args), args.out, args.activation, args.depth, args.sigma0_sq, args.sigma_sq, args.temperature,
             args.n_train, args.n_test, args.n_times)
     except (SymntkError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -122,7 +134,6 @@ def _deep_linear(args):
 
 
 def _antk(args):
-    from . import data as datasets
     from .errors import SymntkError
     from .report_antk import run
 
@@ -135,8 +146,7 @@ def _antk(args):
                              "sliding along the kink, where adaptive steps crawl and the T4 residual does not vanish "
                              "(derivations/antk.md); use a smooth activation (gelu(x), x*erf(x)) or pass --dt and "
                              "--t-max to integrate the dynamics to a fixed time")
-        ds = datasets.load_npz(args.data) if args.data not in (None, "digits") else datasets.digits()
-        run(ds, args.out, args.activation, args.gamma0, args.lam, args.particles, args.n_train, args.n_test, args.tol,
+        run(_dataset(args), args.out, args.activation, args.gamma0, args.lam, args.particles, args.n_train, args.n_test, args.tol,
             args.dt, args.t_max)
     except (SymntkError, ValueError, NotImplementedError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -175,9 +185,7 @@ def main(argv=None) -> int:
     n.add_argument("--sigma0-sq", type=float, default=2.0, help="initial weight variance σ₀²")
     n.add_argument("--sigma-sq", type=float, default=0.5, help="prior weight variance σ²")
     n.add_argument("--temperature", type=float, default=0.05, help="Langevin temperature T (= noise variance)")
-    n.add_argument("--data", default="digits", help="'digits' (3 vs 8) or an .npz with x_train, y_train, x_test, y_test")
-    n.add_argument("--n-train", type=int, default=100)
-    n.add_argument("--n-test", type=int, default=100)
+    _data_arguments(n, n_test=100)
     n.add_argument("--n-times", type=int, default=None, help="time points (default: the adaptive two-scale grid)")
     n.add_argument("--out", default="out")
     n.set_defaults(fn=_ndk)
@@ -193,9 +201,7 @@ def main(argv=None) -> int:
     a.add_argument("--gamma0", type=float, default=1.0, help="feature-learning strength γ₀")
     a.add_argument("--lam", type=float, default=0.01, help="weight decay λ")
     a.add_argument("--particles", type=int, default=2000, help="hidden units of the mean-field particle solver (even)")
-    a.add_argument("--data", default="digits", help="'digits' (3 vs 8) or an .npz with x_train, y_train, x_test, y_test")
-    a.add_argument("--n-train", type=int, default=100)
-    a.add_argument("--n-test", type=int, default=200)
+    _data_arguments(a, n_test=200)
     a.add_argument("--tol", type=float, default=1e-4, help="T4 fixed-point residual to stop at")
     a.add_argument("--dt", type=float, default=None, help="fixed time step (default: adaptive)")
     a.add_argument("--t-max", type=float, default=None, help="stop here if T4 is not reached (default 200/λ)")

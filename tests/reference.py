@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import mpmath as mp
-import numpy as np
 import sympy as sp
 from scipy import integrate
 

@@ -1,5 +1,4 @@
 """Price's theorem (theory/lazy.md L3): ∂V/∂c = V̇ on every derived result."""
-import mpmath as mp
 import numpy as np
 import pytest
 import sympy as sp

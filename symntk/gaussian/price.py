@@ -18,7 +18,7 @@ import sympy as sp
 
 from ..activation import x
 from .moments import W, c, expect_1d, expect_pair, pair_conditions, q, q1, q2, s, smooth_1d_pieces
-from .terms import Term, Unsupported, decompose, diff_terms, resolved
+from .terms import Term, Unsupported, diff_terms, resolved
 
 MAX_ORDER = 10
 _th = sp.Symbol("theta", real=True)
