@@ -105,7 +105,8 @@ def test_bad_input_is_rejected():
                                                     "make test-neural-tangents")])
 def test_a_missing_optional_library_names_how_to_install_it(monkeypatch, name, library, advice):
     import sys
-    monkeypatch.setitem(sys.modules, library, None)  # import of it fails as if absent
+    for key in [k for k in sys.modules if k == library or k.startswith(library + ".")] or [library]:
+        monkeypatch.setitem(sys.modules, key, None)  # importing it (or a submodule) fails as if absent
     monkeypatch.delitem(sys.modules, f"symntk.interop.{library}", raising=False)
     with pytest.raises(ImportError, match=advice):
         getattr(sn.interop, name)

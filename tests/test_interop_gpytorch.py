@@ -37,7 +37,7 @@ def test_kernel_diag_and_cross_are_the_mlp_kernel(formula, which, parameterizati
     assert not k.is_stationary
 
 
-@pytest.mark.parametrize("formula, which, parameterization", CASES[:2])
+@pytest.mark.parametrize("formula, which, parameterization", CASES[1:])  # closed forms: the VJP is JAX's either way
 def test_gradients_in_sigmas_and_inputs_match_central_differences(formula, which, parameterization):
     """∂⟨W, K⟩ with respect to σ_w, σ_b and along a random input direction against the five-point
     central difference with h = 1e-3 (truncation ≈ h⁴|L⁽⁵⁾|/30 ≈ 1e-13, rounding ≈ 1e-16 |L|/h):
