@@ -29,3 +29,4 @@ bench:
 	$(PY) benchmarks/bench_mlp.py
 	$(PY) benchmarks/bench_ndk.py
 	$(PY) benchmarks/bench_deep_linear.py
+	$(PY) benchmarks/bench_antk.py
