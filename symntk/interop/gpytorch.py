@@ -73,7 +73,6 @@ class MLPKernel(Kernel):
         super().__init__(**kwargs)
         check_sigmas(sigma_w, sigma_b)
         self._value, self._diagonal = kernel_functions(activation, depth, parameterization, which)
-        self.which = which
         self.register_parameter("raw_sigma_w", torch.nn.Parameter(torch.zeros((), dtype=torch.float64)))
         self.register_constraint("raw_sigma_w", Positive())
         self.sigma_w = sigma_w

@@ -57,9 +57,8 @@ def train(activation, x_train, y_train, x_test=None, width=1024, gamma0=1.0, lam
     mod = derive(activation).module()
     run = _compiled(mod.phi, len(x_train), int(width), max_steps, dt is not None)
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
-    outputs, phi, h, ok = (np.asarray(a) for a in jax.vmap(run, in_axes=(0,) + (None,) * 8)(
-        keys, jnp.asarray(x), jnp.asarray(y), gamma0, lam, jnp.asarray(times), rtol, 1.0 if dt is None else dt,
-        float(x.shape[1])))
+    outputs, phi, h, ok = (np.asarray(a) for a in jax.vmap(run, in_axes=(0,) + (None,) * 7)(
+        keys, jnp.asarray(x), jnp.asarray(y), gamma0, lam, jnp.asarray(times), rtol, 1.0 if dt is None else dt))
     if not ok.all():
         raise ConvergenceError(f"the gradient flow of {int((~ok).sum())} of {seeds} networks stopped before "
                                f"t = {times[-1]:g} (max_steps = {max_steps}); raise max_steps or pass dt")
@@ -70,34 +69,35 @@ def train(activation, x_train, y_train, x_test=None, width=1024, gamma0=1.0, lam
 def _compiled(phi, P, width, max_steps, fixed_step):
     """One network's flow from its key (jitted; vmapped over keys by the caller)."""
 
-    def output(theta, x, gamma0, dim):
+    def hidden(W, x):
+        return W @ x.T / jnp.sqrt(x.shape[1])  # (N, P + Q)
+
+    def output(theta, x, gamma0):
         W, w = theta
-        return phi(x @ W.T / jnp.sqrt(dim)) @ w / (gamma0 * width)
+        return w @ phi(hidden(W, x)) / (gamma0 * width)
 
     @jax.jit
-    def run(key, x, y, gamma0, lam, times, rtol, dt, dim):
+    def run(key, x, y, gamma0, lam, times, rtol, dt):
         k1, k2 = jax.random.split(key)
         theta0 = (jax.random.normal(k1, (width, x.shape[1])), jax.random.normal(k2, (width,)))
-        f0 = output(theta0, x, gamma0, dim)
+        f0 = output(theta0, x, gamma0)
 
         def loss(theta):
-            return 0.5 * jnp.sum((output(theta, x[:P], gamma0, dim) - f0[:P] - y) ** 2)
+            return 0.5 * jnp.sum((output(theta, x[:P], gamma0) - f0[:P] - y) ** 2)
 
         def field(t, theta, args):
             grad = jax.grad(loss)(theta)
             return jax.tree_util.tree_map(lambda g, p: -(gamma0 ** 2 * width * g + lam * p), grad, theta)
 
-        def observe(t, theta, args):
-            hidden = theta[0] @ x.T / jnp.sqrt(dim)  # (N, P + Q)
-            return output(theta, x, gamma0, dim) - f0, hidden
-
+        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=times, fn=lambda t, theta, a: output(theta, x, gamma0) - f0),
+                                      diffrax.SubSaveAt(t1=True)])
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, times[-1], dt if fixed_step else 1e-3, theta0,
-            saveat=diffrax.SaveAt(ts=times, fn=observe), max_steps=max_steps, throw=False,
+            saveat=saveat, max_steps=max_steps, throw=False,
             stepsize_controller=(diffrax.ConstantStepSize() if fixed_step
                                  else diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol)))
-        outputs, hidden = sol.ys
-        h = hidden[-1]
+        outputs, (W, _) = sol.ys
+        h = hidden(W[-1], x)
         phi_h = phi(h)
         return outputs, phi_h.T @ phi_h / width, h, sol.result == diffrax.RESULTS.successful
 
