@@ -1,0 +1,602 @@
+"""aNBK: the Bayesian feature-learning kernels of a deep network, the saddle point of the action B2
+(theory/adaptive.md A1, B1–B6; derivation in :mod:`symntk.recursion.anbk` and derivations/anbk.md).
+
+The saddle point is a fixed point of the dual kernels Φ̂ = (Φ̂¹..Φ̂ᴸ) under the map G:
+
+1. forward (B4): for ℓ = 1..L, samples h of N(0, Φˡ⁻¹) (Φ⁰ = Kˣ: h¹ = Xw/√D, w ~ N(0, I_D); below,
+   h = Cz with CCᵀ = Φˡ⁻¹, z ~ N(0, I_P)), self-normalised weights w_s ∝ b_s e^{−½φ(h_s)ᵀΦ̂ˡφ(h_s)}
+   (log-sum-exp; b_s the sampler's own weights) and
+
+       Φˡ = V(Φˡ⁻¹) + Σ_s (w_s − b_s) φ(h_s)φ(h_s)ᵀ
+
+   — the Gaussian average V (the dual activation, exact, from the derivation engine's generated
+   code) plus the tilt's correction by importance sampling: a control variate whose error
+   vanishes with Φ̂, so Φ̂ = 0 gives the NNGP kernels exactly;
+2. backward: Φ̂ᴸ = −γ₀² a aᵀ, a = (Φᴸ + β⁻¹I)⁻¹y (B6), and for ℓ < L (B5, with Φˡ = CCᵀ the
+   covariance of layer ℓ + 1 and its samples z)
+
+       Φ̂ˡ = C⁻ᵀ(Σ_s (b_s − w_s) z_s z_sᵀ)C⁻¹   (= (Φˡ)⁻¹ − (Φˡ)⁻¹⟨hhᵀ⟩(Φˡ)⁻¹ with ⟨zzᵀ⟩_b for I).
+
+The samples are drawn once (common random numbers: G is then a smooth deterministic map),
+scrambled Sobol points by default, and Φ̂ = G(Φ̂) is solved by Anderson-accelerated damped
+iteration in one ``lax.while_loop`` — naive substitution Φ̂ ← G(Φ̂) diverges at moderate γ₀ —
+from the first-order (perturbative) solution.  It stops on the stationarity residual
+‖G(Φ̂) − Φ̂‖_F/‖G(Φ̂)‖_F (B5–B6; B4 holds by construction).  The min–max of paper Algorithm 1
+reaches the same stationary point by gradient steps on S; benchmarks/bench_anbk.py compares them.
+
+Failure modes are checked, not hidden: the effective sample size of every layer's weights
+(``min_ess``), and for φ of at most linear growth the normalisability of every single-site
+density — asymptotically φ(h) ~ φ∞(h) = a₊ relu(h) + a₋ relu(−h), so Z_ℓ is finite iff
+max over unit z of −φ∞(Cz)ᵀΦ̂ˡφ∞(Cz) < 1 (maximised over the sample directions, refined by
+projected gradient ascent); faster-growing φ make the last-layer tilt e^{γ₀²(a·φ)²/2} diverge for
+every γ₀ > 0 and are refused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+from functools import lru_cache, partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+from jax.scipy.linalg import solve_triangular
+from scipy.special import ndtri
+from scipy.stats import qmc
+
+from .activation import x as x_symbol
+from .errors import ConvergenceError, DataError, DivergentIntegralError
+from .gaussian import derive
+from .kernels import _check_x, _dot
+
+SAMPLERS = ("qmc", "mc", "gauss-hermite")
+RESULTS = ("successful", "max_steps_reached", "sampling_degenerate")
+CONTINUATION = 4  # halvings of γ₀ tried when the direct solve fails
+PROPOSAL_INFLATION = 1.2  # adapted proposals are this much wider than the tilted density's second moment
+
+
+@lru_cache(maxsize=None)
+def asymptotic_slopes(expr) -> tuple | None:
+    """(a₊, a₋) with φ(r) ~ a₊ r and φ(−r) ~ a₋ r as r → ∞ (SymPy limits): (0, 0) for sublinear φ,
+    None for faster-than-linear growth (or a limit SymPy cannot take)."""
+    r = sp.Symbol("r", positive=True)
+    try:
+        slopes = [sp.limit(expr.subs(x_symbol, s * r) / r, r, sp.oo) for s in (1, -1)]
+    except (NotImplementedError, ValueError):  # pragma: no cover - SymPy gave up
+        return None
+    if not all(s.is_finite for s in slopes):
+        return None
+    return tuple(float(s) for s in slopes)
+
+
+def _normals(sampler, n, dim, seed):
+    """(z (n, dim), log b (n,)): standard normal points and their log-weights (normalised)."""
+    if sampler == "qmc":
+        m = int(np.ceil(np.log2(n)))
+        u = qmc.Sobol(dim, scramble=True, seed=np.random.default_rng(seed)).random_base2(m)
+        z = ndtri(np.clip(u, 1e-300, 1 - 1e-16))
+    elif sampler == "mc":
+        z = np.random.default_rng(seed).standard_normal((n, dim))
+    else:
+        k = max(2, int(round(n ** (1 / dim))))
+        nodes, weights = np.polynomial.hermite_e.hermegauss(k)
+        z = np.stack(np.meshgrid(*[nodes] * dim, indexing="ij"), -1).reshape(-1, dim)
+        logb = np.sum(np.log(np.stack(np.meshgrid(*[weights] * dim, indexing="ij"), -1).reshape(-1, dim)), 1)
+        return z, logb - np.logaddexp.reduce(logb)
+    return z, np.full(len(z), -np.log(len(z)))
+
+
+def _layer_map(mod, sigma):
+    """V(Σ): the Gaussian average E[φ(h)φ(h)ᵀ], h ~ N(0, Σ), with the exact diagonal."""
+    q = jnp.diagonal(sigma)
+    V = mod.dual(q[:, None], sigma, q[None, :])[0]
+    i = jnp.arange(len(q))
+    return V.at[i, i].set(mod.diagonal(mod.features(q))[0])
+
+
+def _rows_map(mod, q_t, c, q_x):
+    """E[φ(h_t)φ(h_x)] for test variances q_t (Q,), cross-covariances c (Q, P), train variances q_x (P,),
+    and E[φ(h_t)²] (Q,)."""
+    return mod.dual(q_t[:, None], c, q_x[None, :])[0], mod.diagonal(mod.features(q_t))[0]
+
+
+def _weights(f, logb, logb0, phi_hat):
+    """(w, b): the tilted weights w ∝ b e^{−½fᵀΦ̂f} (log-sum-exp) and the Gaussian ones b, both
+    normalised, and the effective sample size S/Σ_s (w_s²/b0_s) against the sampler's own weights b0
+    (= 1/Σ w² for equal b0 = 1/S: the count of equally weighted samples the estimate is worth)."""
+    logw = logb - 0.5 * jnp.sum((f @ phi_hat) * f, axis=1)
+    logw = logw - jax.nn.logsumexp(logw)
+    return jnp.exp(logw), jnp.exp(logb), len(logb) / jnp.sum(jnp.exp(2 * logw - logb0))
+
+
+class _Samples(NamedTuple):
+    """Fixed normal points: layer 1 ``w`` (S, D), layers 2..L ``z`` (L−1, S, P); ``logb1``, ``logb``:
+    their log-weights for Gaussian averages (normalised); ``logb1_0``, ``logb_0``: the sampler's own."""
+
+    w: jnp.ndarray
+    logb1: jnp.ndarray
+    z: jnp.ndarray
+    logb: jnp.ndarray
+    logb1_0: jnp.ndarray
+    logb_0: jnp.ndarray
+
+
+@jax.jit
+def _proposal(base, R1, R):
+    """The samples drawn from the Gaussian proposals N(0, R1R1ᵀ) (layer 1) and N(0, RRᵀ) (layers 2..L)
+    instead of N(0, I): u ↦ Ru, with log-weights corrected by log N(Ru; 0, I) − log N(Ru; 0, RRᵀ)."""
+    def move(u, logb0, R):
+        z = u @ R.T
+        logb = logb0 - 0.5 * jnp.sum(z * z, 1) + 0.5 * jnp.sum(u * u, 1)
+        return z, logb - jax.nn.logsumexp(logb)
+
+    w, logb1 = move(base.w, base.logb1_0, R1)
+    z, logb = jax.vmap(move)(base.z, base.logb_0, R)
+    return _Samples(w, logb1, z, logb, base.logb1_0, base.logb_0)
+
+
+def _forward(mod, x, smp, phi_hat, xt=None, xi=None):
+    """B4 at Φ̂: kernels Φ (L, P, P), Cholesky factors C of Φ¹..Φᴸ⁻¹ (L−1, P, P), the weighted
+    z-moments Σ(w − b)zzᵀ of layers 2..L, the ESS per layer, and with test inputs ``xt`` (Q, D) and
+    their noise ``xi`` (L−1, S, Q) the test rows Φ(x_t, X) (L, Q, P) and diagonals (L, Q): test
+    coordinates are Gaussian given the training ones (h_t = A h_X + s ξ), weights use training
+    coordinates only (theory/adaptive.md §aNBK)."""
+    phi = mod.phi
+    D = x.shape[1]
+    h = smp.w @ x.T / np.sqrt(D)
+    kx = _dot(x, x)
+    f = phi(h)
+    w, b, ess = _weights(f, smp.logb1, smp.logb1_0, phi_hat[0])
+    dw = w - b
+    Phi = _layer_map(mod, kx) + (f * dw[:, None]).T @ f
+    M1 = (smp.w * w[:, None]).T @ smp.w
+    Phi = (Phi + Phi.T) / 2
+    test = None
+    if xt is not None:
+        ft = phi(smp.w @ xt.T / np.sqrt(D))
+        V, Vd = _rows_map(mod, jnp.sum(xt * xt, 1) / D, _dot(xt, x), jnp.diagonal(kx))
+        test = (V + (ft * dw[:, None]).T @ f, Vd + dw @ ft**2)
+
+    def layer(carry, inp):
+        prev, test = carry
+        z, logb, logb0, ph, xi_l = inp
+        C = jnp.linalg.cholesky(prev)
+        h = z @ C.T
+        f = phi(h)
+        w, b, ess = _weights(f, logb, logb0, ph)
+        dw = w - b
+        Phi = _layer_map(mod, prev) + (f * dw[:, None]).T @ f
+        zz = ((z * w[:, None]).T @ z, (z * dw[:, None]).T @ z)
+        if test is not None:
+            rows, diag = test
+            W = solve_triangular(C, rows.T, lower=True)  # (P, Q): A h_X = z W
+            s = jnp.sqrt(jnp.maximum(diag - jnp.sum(W * W, 0), 0))
+            ft = phi(z @ W + xi_l * s)
+            V, Vd = _rows_map(mod, diag, rows, jnp.diagonal(prev))
+            test = (V + (ft * dw[:, None]).T @ f, Vd + dw @ ft**2)
+        return ((Phi + Phi.T) / 2, test), (Phi, C, zz, ess, test)
+
+    L = phi_hat.shape[0]
+    if L == 1:
+        stack = lambda a: a[None]  # noqa: E731
+        return (stack(Phi), jnp.zeros((0,) + kx.shape), jnp.zeros((0,) + kx.shape), stack(ess),
+                None if test is None else tuple(map(stack, test)), (M1, jnp.zeros((0,) + kx.shape)))
+    xs = (smp.z, smp.logb, smp.logb_0, phi_hat[1:], xi if xi is not None else jnp.zeros((L - 1, 0)))
+    _, (Phis, Cs, (M, zz), esss, tests) = jax.lax.scan(layer, (Phi, test), xs)
+    Phis = jnp.concatenate([Phi[None], (Phis + jnp.swapaxes(Phis, 1, 2)) / 2])
+    if test is not None:
+        test = tuple(jnp.concatenate([a[None], b]) for a, b in zip(test, tests))
+    return Phis, Cs, zz, jnp.concatenate([ess[None], esss]), test, (M1, M)
+
+
+def _dual_kernels(Phis, Cs, zz, y, gamma0, beta):
+    """B5–B6: Φ̂ˡ = −C⁻ᵀ(Σ(w − b)zzᵀ)C⁻¹ (ℓ < L), Φ̂ᴸ = −γ₀² aaᵀ with a = (Φᴸ + β⁻¹I)⁻¹y."""
+    a = jnp.linalg.solve(Phis[-1] + jnp.eye(len(y)) / beta, y)
+    last = -gamma0**2 * jnp.outer(a, a)
+
+    def sandwich(C, m):
+        left = solve_triangular(C.T, -m, lower=False)  # C⁻ᵀ(−m)
+        out = solve_triangular(C.T, left.T, lower=False).T  # (C⁻ᵀ leftᵀ)ᵀ = left C⁻¹
+        return (out + out.T) / 2
+
+    return jnp.concatenate([jax.vmap(sandwich)(Cs, zz), last[None]])
+
+
+def _anderson(G, x0, tol, max_steps, memory, damping, min_ess):
+    """Solve x = G(x) by Anderson acceleration (type II, ``memory`` past differences, mixing
+    ``damping``, Walker & Ni 2011): x ← x + αf − (ΔX + αΔF)γ with γ = argmin ‖f − ΔFγ‖ (Tikhonov-
+    regularised normal equations), f = G(x) − x.  A point whose ESS falls below ``min_ess`` (or that
+    gives non-finite values) is rejected: the step is halved back towards the last accepted point and
+    the history cleared; the first accepted point is x = 0 (Φ̂ = 0, where the weights are exact).
+    Stops when ‖f‖/‖G(x)‖ ≤ tol, after ``max_steps`` evaluations, or after 40 rejections in a row.
+    Returns the last accepted x, its residual, ESS per layer, auxiliary output, the number of
+    evaluations and whether rejections stopped it."""
+    shape, n = x0.shape, x0.size
+    zero = jnp.zeros(n)
+    g0, aux0, ess0 = G(jnp.zeros(shape))
+    res0 = jnp.linalg.norm(g0) / jnp.maximum(jnp.linalg.norm(g0), 1e-300)
+    init = dict(k=0, hist=0, x=x0.ravel(), x_prev=zero, f_prev=zero, dX=jnp.zeros((memory, n)),
+                dF=jnp.zeros((memory, n)), res=res0, ess=ess0, good=zero, aux=aux0, rejects=0)
+
+    def cond(s):
+        return (s["k"] < max_steps) & (s["res"] > tol) & (s["rejects"] < 40)
+
+    def body(s):
+        x, hist = s["x"], s["hist"]
+        g, aux, ess = G(x.reshape(shape))
+        g = g.ravel()
+        f = g - x
+        res = jnp.linalg.norm(f) / jnp.maximum(jnp.linalg.norm(g), 1e-300)
+        ok = jnp.isfinite(res) & jnp.all(jnp.isfinite(g)) & (jnp.min(ess) >= min_ess)
+        i = (hist - 1) % memory
+        dX = jnp.where(hist > 0, s["dX"].at[i].set(x - s["x_prev"]), s["dX"])
+        dF = jnp.where(hist > 0, s["dF"].at[i].set(f - s["f_prev"]), s["dF"])
+        A = jnp.where(ok, dF, 0) * (jnp.arange(memory) < hist)[:, None]
+        M = A @ A.T
+        gamma = jnp.linalg.solve(M + (1e-10 * jnp.max(jnp.diagonal(M)) + 1e-300) * jnp.eye(memory),
+                                 A @ jnp.where(ok, f, 0))
+        step = jnp.where(ok, damping * f - (dX + damping * dF).T @ gamma, 0)
+        x_new = jnp.where(ok, x + step, (x + s["good"]) / 2)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+        return dict(k=s["k"] + 1, hist=jnp.where(ok, hist + 1, 0), x=x_new, x_prev=x, f_prev=f, dX=dX, dF=dF,
+                    res=jnp.where(ok, res, s["res"]), ess=keep(ess, s["ess"]), good=jnp.where(ok, x, s["good"]),
+                    aux=keep(aux, s["aux"]), rejects=jnp.where(ok, 0, s["rejects"] + 1))
+
+    s = jax.lax.while_loop(cond, body, init)
+    return s["good"].reshape(shape), s["res"], s["ess"], s["aux"], s["k"], s["rejects"] >= 40
+
+
+@partial(jax.jit, static_argnames=("mod", "max_steps", "memory"))
+def _solve(mod, x, y, smp, phi_hat0, gamma0, beta, tol, max_steps, memory, damping, min_ess):
+    def G(ph):
+        Phis, Cs, zz, ess, _, moments = _forward(mod, x, smp, ph)
+        return _dual_kernels(Phis, Cs, zz, y, gamma0, beta), (Phis, moments), ess
+
+    return _anderson(G, phi_hat0, tol, max_steps, memory, damping, min_ess)
+
+
+@partial(jax.jit, static_argnames=("mod",))
+def _test_rows(mod, x, smp, phi_hat, xt, xi):
+    return _forward(mod, x, smp, phi_hat, xt, xi)[4]
+
+
+@partial(jax.jit, static_argnames=("mod",))
+def _first_order(mod, x, y, smp, gamma0, beta):
+    """The saddle point to first order in γ₀² (theory/adaptive.md, perturbative check): with NNGP
+    kernels Φˡ₀ and a₀ = (Φᴸ₀ + β⁻¹I)⁻¹y,
+
+        Φ̂ᴸ = −γ₀² a₀a₀ᵀ,   Φ̂ˡ = 𝓗ˡ⁺¹ᵀ[Φ̂ˡ⁺¹],   δΦˡ = 𝓗ˡ[δΦˡ⁻¹] − ½ Cov(φφᵀ, φᵀΦ̂ˡφ)  (δΦ⁰ = 0),
+
+    𝓗ˡ the Jacobian of the NNGP layer map V at Φˡ⁻¹₀ (JAX jvp/vjp of the engine's generated V:
+    off-diagonal V̇ by Price's theorem, diagonal ½E[(φ²)'']), and the four-point covariance of the
+    tilt's direct response estimated with the Gaussian samples.  Returns (Φ̂, Φ₀ + δΦ)."""
+    L = smp.z.shape[0] + 1
+    kx = _dot(x, x)
+    V = partial(_layer_map, mod)
+    Phi0 = [V(kx)]
+    for _ in range(L - 1):
+        Phi0.append(V(Phi0[-1]))
+    a = jnp.linalg.solve(Phi0[-1] + jnp.eye(len(y)) / beta, y)
+    hats = [-gamma0**2 * jnp.outer(a, a)]
+    for ell in range(L - 1, 0, -1):  # Φ̂ˡ from Φ̂ˡ⁺¹ through the layer map of layer ℓ + 1
+        hats.insert(0, jax.vjp(V, Phi0[ell - 1])[1](hats[0])[0])
+    hats = [(m + m.T) / 2 for m in hats]
+    D = x.shape[1]
+    d_phi, prev = [], jnp.zeros_like(kx)
+    for ell in range(L):
+        if ell == 0:
+            h, logb = smp.w @ x.T / np.sqrt(D), smp.logb1
+            lin = jnp.zeros_like(kx)
+        else:
+            h, logb = smp.z[ell - 1] @ jnp.linalg.cholesky(Phi0[ell - 1]).T, smp.logb[ell - 1]
+            lin = jax.jvp(V, (Phi0[ell - 1],), (prev,))[1]
+        f = mod.phi(h)
+        b = jnp.exp(logb)
+        t = jnp.sum((f @ hats[ell]) * f, axis=1)
+        cov = (f * (b * (t - b @ t))[:, None]).T @ f
+        prev = lin - 0.5 * (cov + cov.T) / 2
+        d_phi.append(prev)
+    return jnp.stack(hats), jnp.stack(Phi0) + jnp.stack(d_phi)
+
+
+@partial(jax.jit, static_argnames=("phi_inf", "steps"))
+def _tilt_growth(phi_inf, B, phi_hat, Z, steps=200):
+    """max over unit u of −φ∞(Bu)ᵀΦ̂φ∞(Bu): the best of the directions Z/|Z| refined by ``steps`` of
+    projected gradient ascent on the sphere from the 8 best."""
+    g = lambda u: -jnp.sum((phi_inf(u @ B.T) @ phi_hat) * phi_inf(u @ B.T), axis=-1)  # noqa: E731
+    U = Z / jnp.linalg.norm(Z, axis=1, keepdims=True)
+    best = U[jnp.argsort(-g(U))[:8]]
+    grad = jax.vmap(jax.grad(lambda u: g(u[None])[0]))
+    scale = 1 / (1e-300 + jnp.max(jnp.abs(phi_hat)) * jnp.sum(B * B))
+
+    def step(_, u):
+        u = u + scale * grad(u)
+        return u / jnp.linalg.norm(u, axis=1, keepdims=True)
+
+    return jnp.maximum(jnp.max(g(U)), jnp.max(g(jax.lax.fori_loop(0, steps, step, best))))
+
+
+@lru_cache(maxsize=None)
+def _asymptote(slopes):
+    """φ∞(h) = a₊ relu(h) + a₋ relu(−h) as a JAX function (one object per slopes, for jit caching)."""
+    ap, am = slopes
+    return lambda h: ap * jnp.maximum(h, 0) + am * jnp.maximum(-h, 0)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The aNBK saddle point on the training set (and test rows where asked).
+
+    ``phi``, ``phi_hat`` (L, P, P): Φ¹..Φᴸ and Φ̂¹..Φ̂ᴸ; ``result``: one of ``RESULTS``;
+    ``residual``: the stationarity residual ‖G(Φ̂) − Φ̂‖_F/‖G(Φ̂)‖_F of B5–B6 (module docstring);
+    ``ess`` (L,): effective sample size per layer; ``steps``: fixed-point iterations;
+    ``growth`` (L,): max over directions of −φ∞ᵀΦ̂ˡφ∞ (normalisable below 1; nan when φ grows
+    sublinearly); ``phi_test`` (L, Q, P), ``phi_test_diag`` (L, Q), ``prediction`` (Q,) for ``x_test``.
+    """
+
+    phi: np.ndarray
+    phi_hat: np.ndarray
+    result: str
+    residual: float
+    ess: np.ndarray
+    steps: int
+    growth: np.ndarray
+    phi_test: np.ndarray | None
+    phi_test_diag: np.ndarray | None
+    prediction: np.ndarray | None
+    model: "BayesianMLP"
+    x_train: np.ndarray
+    y_train: np.ndarray
+    proposal: tuple  # (R1, R): the Gaussian proposals the final samples were drawn from
+
+    def _samples(self):
+        return _proposal(self.model._samples(*self.x_train.shape), *self.proposal)
+
+    def test_kernels(self, x_new, batch=256):
+        """(Φˡ(x_new, X) (L, Q, P), Φˡ(x, x) (L, Q)) from the same samples, in batches of test points."""
+        x_new = _check_x("x_new", x_new).astype(float)
+        if x_new.shape[1] != self.x_train.shape[1]:
+            raise DataError(f"x_new has {x_new.shape[1]} features, the training inputs {self.x_train.shape[1]}")
+        m = self.model
+        smp = self._samples()
+        rows, diags = [], []
+        for i in range(0, len(x_new), batch):
+            xt = x_new[i:i + batch]
+            xi = np.random.default_rng([m.seed, 1, i]).standard_normal((m.depth - 1, smp.w.shape[0], len(xt)))
+            r, d = _test_rows(m._mod, jnp.asarray(self.x_train), smp, jnp.asarray(self.phi_hat), jnp.asarray(xt),
+                              jnp.asarray(xi))
+            rows.append(np.asarray(r))
+            diags.append(np.asarray(d))
+        return np.concatenate(rows, 1), np.concatenate(diags, 1)
+
+    def predict(self, x_new):
+        """B1: f(x) = Φᴸ(x, X)[Φᴸ + β⁻¹I]⁻¹y."""
+        rows = self.test_kernels(x_new)[0][-1]
+        P = len(self.y_train)
+        return rows @ np.linalg.solve(self.phi[-1] + np.eye(P) / self.model.beta, self.y_train)
+
+    def alignment(self):
+        """A(Φˡ, yyᵀ) = yᵀΦˡy/(‖Φˡ‖_F |y|²) for ℓ = 0 (Kˣ) .. L."""
+        kx = np.asarray(_dot(self.x_train, self.x_train))
+        y = self.y_train
+        return np.array([y @ k @ y / (np.linalg.norm(k) * (y @ y)) for k in [kx, *self.phi]])
+
+    def preactivation_density(self, layer=1, point=0, bins=60):
+        """The single-site density of hˡ at training point ``point``: (bin centres, tilted density,
+        the Gaussian N(0, Φˡ⁻¹_μμ) of the lazy limit on the same centres) — weighted histogram of
+        the importance samples."""
+        m = self.model
+        if not (1 <= layer <= m.depth and 0 <= point < len(self.y_train)):
+            raise DataError(f"layer must be in 1..{m.depth} and point in 0..{len(self.y_train) - 1}")
+        x = self.x_train
+        smp = self._samples()
+        if layer == 1:
+            h, logb, var = np.asarray(smp.w) @ x.T / np.sqrt(x.shape[1]), np.asarray(smp.logb1), x[point] @ x[point] / x.shape[1]
+        else:
+            C = np.linalg.cholesky(self.phi[layer - 2])
+            h, logb, var = np.asarray(smp.z[layer - 2]) @ C.T, np.asarray(smp.logb[layer - 2]), self.phi[layer - 2][point, point]
+        f = np.asarray(m._mod.phi(h))
+        logw = logb - 0.5 * np.sum((f @ self.phi_hat[layer - 1]) * f, axis=1)
+        w = np.exp(logw - np.logaddexp.reduce(logw))
+        dens, edges = np.histogram(h[:, point], bins=bins, weights=w, density=True)
+        centres = (edges[1:] + edges[:-1]) / 2
+        return centres, dens, np.exp(-centres**2 / (2 * var)) / np.sqrt(2 * np.pi * var)
+
+
+class BayesianMLP:
+    """A depth-``depth`` network of ``activation`` (A1) in the Bayesian feature-learning limit:
+    feature-learning strength ``gamma0`` (γ₀ ≥ 0), inverse temperature ``beta`` (β > 0, np.inf: noiseless).
+
+    ``samples``: importance samples per layer (a power of two for ``"qmc"``); ``sampler``: ``"qmc"``
+    (scrambled Sobol, default), ``"mc"`` or ``"gauss-hermite"`` (tensor grid, ⌊samples^{1/dim}⌉ nodes
+    per axis: for P, D ≤ 3, where it is exact to quadrature precision); ``seed``; ``min_ess``: the
+    smallest effective sample size accepted per layer (kernel entries then carry ~1/√min_ess relative
+    sampling error).
+    """
+
+    def __init__(self, activation, depth=1, gamma0=0.5, beta=50.0, samples=2**14, sampler="qmc", seed=0, min_ess=256):
+        if not (isinstance(depth, (int, np.integer)) and depth >= 1):
+            raise DataError(f"depth must be an integer ≥ 1, got {depth!r}")
+        if not (np.isfinite(gamma0) and gamma0 >= 0 and beta > 0):
+            raise DataError(f"gamma0 must be finite and ≥ 0 and beta > 0, got {gamma0}, {beta}")
+        if sampler not in SAMPLERS:
+            raise DataError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if not (isinstance(samples, (int, np.integer)) and samples >= 16):
+            raise DataError(f"samples must be an integer ≥ 16, got {samples!r}")
+        self.dual = derive(activation)
+        self.activation = self.dual.activation
+        self.depth, self.gamma0, self.beta = int(depth), float(gamma0), float(beta)
+        self.samples, self.sampler, self.seed, self.min_ess = int(samples), sampler, seed, float(min_ess)
+        self._mod = self.dual.module()
+        self.slopes = asymptotic_slopes(self.activation.expr)
+        if self.slopes is None and gamma0 > 0:
+            raise DivergentIntegralError(
+                f"φ = {self.activation.expr} grows faster than linearly: the last layer's tilt e^(γ₀²(a·φ(h))²/2) "
+                f"beats the Gaussian, so the single-site integral Z_L diverges for every gamma0 > 0 (here {gamma0}); "
+                "the aNBK saddle point does not exist for this activation")
+
+    def __repr__(self):
+        return (f"BayesianMLP({str(self.activation.expr)!r}, depth={self.depth}, gamma0={self.gamma0}, "
+                f"beta={self.beta}, samples={self.samples}, sampler={self.sampler!r})")
+
+    def equations(self):
+        """The symbolic derivation of B4–B6 (:func:`symntk.recursion.anbk.saddle_equations`)."""
+        from .recursion.anbk import saddle_equations
+        return saddle_equations(self.depth)
+
+    def _samples(self, P, D):
+        return _cached_samples(self.sampler, self.samples, D, P, self.depth, self.seed)
+
+    def _check(self, x_train, y_train):
+        x = _check_x("x_train", x_train).astype(float)
+        y = np.asarray(y_train, dtype=float)
+        if y.shape != (len(x),) or not np.all(np.isfinite(y)):
+            raise DataError(f"y_train must be a finite vector of shape ({len(x)},), got {y.shape}")
+        return x, y
+
+    def nngp(self, x_train):
+        """The lazy layer kernels Φˡ₀ (L, P, P): the NNGP recursion with σ_w = 1, σ_b = 0 (γ₀ = 0)."""
+        x = _check_x("x_train", x_train).astype(float)
+        out = [_layer_map(self._mod, _dot(jnp.asarray(x), jnp.asarray(x)))]
+        for _ in range(self.depth - 1):
+            out.append(_layer_map(self._mod, out[-1]))
+        return np.stack([np.asarray(a) for a in out])
+
+    def first_order(self, x_train, y_train):
+        """(Φ̂, Φ) to first order in γ₀² (:func:`_first_order`)."""
+        x, y = self._check(x_train, y_train)
+        hats, phi = _first_order(self._mod, jnp.asarray(x), jnp.asarray(y), self._samples(*x.shape),
+                                 self.gamma0, self.beta)
+        return np.asarray(hats), np.asarray(phi)
+
+    def solve(self, x_train, y_train, x_test=None, tol=1e-6, max_steps=500, memory=8, damping=0.5,
+              warm_start="perturbative", adapt=1, throw=True) -> Solution:
+        """The saddle point B4–B6 (module docstring) to stationarity residual ``tol``.
+
+        ``warm_start``: ``"perturbative"`` (the first-order Φ̂), ``"lazy"`` (Φ̂ = 0, the NNGP kernels)
+        or an array of Φ̂ (L, P, P); ``memory``, ``damping``: Anderson's history length and mixing.
+        ``adapt``: rounds of proposal adaptation — after a solve, every layer's samples are redrawn
+        from the Gaussian with the tilted second moment (× PROPOSAL_INFLATION) and the solve repeated
+        from there; for linear φ the weights then become uniform, and generally the ESS rises (the
+        weights' variance is infinite once the tilt's growth passes ½, before Z itself diverges at 1).
+        ``throw``: raise :class:`ConvergenceError` (steps exhausted) or :class:`DivergentIntegralError`
+        (``sampling_degenerate``) instead of returning a Solution with that ``result``.
+        """
+        x, y = self._check(x_train, y_train)
+        P, D = x.shape
+        base = self._samples(P, D)
+        xj, yj = jnp.asarray(x), jnp.asarray(y)
+        if isinstance(warm_start, str):
+            if warm_start not in ("perturbative", "lazy"):
+                raise DataError(f"warm_start must be 'perturbative', 'lazy' or an array, got {warm_start!r}")
+            start = (_first_order(self._mod, xj, yj, base, self.gamma0, self.beta)[0] if warm_start == "perturbative"
+                     else jnp.zeros((self.depth, P, P)))
+        else:
+            start = jnp.asarray(warm_start, dtype=float)
+            if start.shape != (self.depth, P, P):
+                raise DataError(f"warm_start must have shape {(self.depth, P, P)}, got {start.shape}")
+        proposal = (jnp.eye(D), jnp.broadcast_to(jnp.eye(P), (self.depth - 1, P, P)))
+        solve_at = partial(self._stage, xj, yj, base, tol=tol, max_steps=int(max_steps), memory=int(memory),
+                           damping=damping, adapt=adapt)
+        (ph, res, ess, phi, steps, stuck, done), proposal = _continuation(solve_at, self.gamma0, start, proposal,
+                                                                            CONTINUATION)
+        ph, phi, res, ess = np.asarray(ph), np.asarray(phi), float(res), np.asarray(ess)
+        growth = self._growth(x, _proposal(base, *proposal), phi, ph)
+        if not (np.all(np.isfinite(phi)) and np.isfinite(res)):
+            raise ConvergenceError(
+                f"the aNBK iteration produced non-finite kernels after {int(steps)} steps (gamma0 = {self.gamma0}, "
+                f"beta = {self.beta}): a layer kernel lost positive-definiteness; use a smaller gamma0, or more "
+                "samples, or damping < 0.5")
+        if done and not np.any(growth >= 1):
+            result = "successful"
+        elif stuck or np.min(ess) < self.min_ess or np.any(growth >= 1):
+            result = "sampling_degenerate"
+        else:
+            result = "max_steps_reached"
+        sol = Solution(phi, ph, result, res, ess, int(steps), growth, None, None, None, self, x, y, proposal)
+        if throw and result == "sampling_degenerate":
+            raise DivergentIntegralError(self._degenerate_message(sol))
+        if throw and result == "max_steps_reached":
+            raise ConvergenceError(
+                f"the aNBK saddle point was not reached in {max_steps} steps (stationarity residual {res:.2g} > "
+                f"tol = {tol:g}, gamma0 = {self.gamma0}); raise max_steps, lower damping, or start from a nearby "
+                "solution (warm_start=previous.phi_hat)")
+        if x_test is not None:
+            rows, diag = sol.test_kernels(x_test)
+            pred = rows[-1] @ np.linalg.solve(phi[-1] + np.eye(P) / self.beta, y)
+            sol = Solution(phi, ph, result, res, ess, int(steps), growth, rows, diag, pred, self, x, y, proposal)
+        return sol
+
+    def _stage(self, x, y, base, gamma0, start, proposal, tol, max_steps, memory, damping, adapt):
+        """Solve at one γ₀ in rounds: after each, the proposals are refitted to the tilted second
+        moments of the last accepted point; stops after ``adapt`` rounds once converged, or after
+        ``adapt`` + 3 rounds."""
+        for rnd in range(adapt + 4):
+            out = _solve(self._mod, x, y, _proposal(base, *proposal), start, gamma0, self.beta, tol, max_steps,
+                         memory, damping, self.min_ess)
+            ph, res, ess, (phi, (M1, M)), steps, stuck = out
+            done = float(res) <= tol and not bool(stuck)
+            if (done and rnd >= adapt) or not np.all(np.isfinite(np.asarray(phi))):
+                break
+            start = ph
+            proposal = (_fit_proposal(M1, ess[0]), jax.vmap(_fit_proposal)(M, ess[1:]))
+        return (ph, res, ess, phi, steps, bool(stuck), done), proposal
+
+    def _growth(self, x, smp, phi, phi_hat):
+        """Per layer, max over unit directions of −φ∞ᵀΦ̂ˡφ∞ (nan for sublinear φ)."""
+        if self.slopes == (0.0, 0.0):
+            return np.full(self.depth, np.nan)
+        f = _asymptote(self.slopes)
+        B = [jnp.asarray(x) / np.sqrt(x.shape[1])] + [jnp.linalg.cholesky(jnp.asarray(p)) for p in phi[:-1]]
+        Z = [smp.w] + list(smp.z)
+        return np.array([float(_tilt_growth(f, b, jnp.asarray(m), z)) for b, m, z in zip(B, phi_hat, Z)])
+
+    def _degenerate_message(self, sol):
+        bad = np.flatnonzero(sol.growth >= 1)
+        if bad.size:
+            ell = bad[0] + 1
+            return (f"the single-site density of layer {ell} is not normalisable at gamma0 = {self.gamma0}, "
+                    f"beta = {self.beta}: along some direction the tilt grows like exp(+{sol.growth[bad[0]]:.3g}·|z|²/2) "
+                    "against the Gaussian's exp(−|z|²/2), so Z diverges and no sampler can give a meaningful kernel; "
+                    "lower gamma0 (or beta) below the point where this growth reaches 1")
+        ell = int(np.argmin(sol.ess)) + 1
+        return (f"importance sampling collapsed in layer {ell} at gamma0 = {self.gamma0}: effective sample size "
+                f"{np.min(sol.ess):.3g} < min_ess = {self.min_ess:g}; use more samples or a smaller gamma0")
+
+
+@jax.jit
+def _fit_proposal(M, ess):
+    """A factor R (RRᵀ = M') of the proposal covariance fitted to the tilted second moment M (in the
+    sampler's coordinates, estimated from ``ess`` effective samples): M's eigen-directions whose
+    eigenvalue differs from 1 by more than 4√(d/ess) (twice the Marchenko–Pastur spread of pure
+    sampling noise) take that eigenvalue × PROPOSAL_INFLATION, all others stay 1 — a low-rank
+    update, because a full-rank refit would add noise in every one of the d directions and a width
+    mismatch costs ESS exponentially in d."""
+    lam, U = jnp.linalg.eigh((M + M.T) / 2)
+    keep = jnp.abs(lam - 1) > 4 * jnp.sqrt(M.shape[0] / ess)
+    return U * jnp.sqrt(jnp.where(keep, PROPOSAL_INFLATION * jnp.maximum(lam, 1e-12), 1.0))
+
+
+def _continuation(solve_at, gamma0, start, proposal, levels):
+    """Solve at γ₀; if that fails, first solve at γ₀/2 (recursively, ``levels`` deep) and start from
+    its Φ̂·4 (Φ̂ ∝ γ₀² to first order) and its fitted proposals."""
+    out, prop = solve_at(gamma0=gamma0, start=start, proposal=proposal)
+    if out[-1] or levels == 0:
+        return out, prop
+    half, prop_half = _continuation(solve_at, gamma0 / 2, start / 4, proposal, levels - 1)
+    if not half[-1]:
+        return out, prop
+    return solve_at(gamma0=gamma0, start=4 * half[0], proposal=prop_half)
+
+
+@lru_cache(maxsize=8)
+def _cached_samples(sampler, n, D, P, depth, seed):
+    """The fixed normal points of one problem (common random numbers for every iteration and test batch)."""
+    w, logb1 = _normals(sampler, n, D, [seed, 0])
+    layers = [_normals(sampler, n, P, [seed, ell]) for ell in range(1, depth)]
+    z = np.stack([a for a, _ in layers]) if layers else np.zeros((0, len(w), P))
+    logb = np.stack([b for _, b in layers]) if layers else np.zeros((0, len(w)))
+    if z.shape[1:2] != w.shape[:1]:
+        raise DataError(f"gauss-hermite grids of dimension D = {D} and P = {P} have different sizes; use equal D and P")
+    return _Samples(*(jnp.asarray(a) for a in (w, logb1, z, logb, logb1, logb)))

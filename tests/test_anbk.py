@@ -1,0 +1,211 @@
+"""aNBK saddle point (theory/adaptive.md B1–B6): symbolic stationarity conditions, the lazy limit,
+the exactness of the sampler at Φ̂ = 0, deep linear φ against the exact solver (D6), B5 against
+autodiff, test points, the first-order solution's O(γ₀⁴) error, and the divergence checks.
+
+Tolerances: the ``gauss-hermite`` sampler (tensor grid on P = D = 2) integrates these smooth
+tilted Gaussians to ~1e-8, so checks that use it are tight; QMC checks use the spread of
+independent scrambles (standard error) as their scale."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sympy as sp
+from scipy.stats import norm
+
+import symntk as sn
+from symntk import anbk, deep_linear
+from symntk.errors import DataError, DivergentIntegralError
+from symntk.recursion.anbk import saddle_equations
+
+X2 = np.array([[1.0, 0.3], [-0.4, 1.1]])
+Y2 = np.array([1.0, -0.6])
+RNG = np.random.default_rng(3)
+X6 = RNG.normal(size=(6, 4))
+Y6 = np.sign(RNG.normal(size=6))
+
+
+def test_stationarity_conditions_are_derived_from_the_action():
+    """SymPy's derivatives of S give B4 (Φ_ℓ = E_ℓ[φ²]), B5 and B6."""
+    eq = saddle_equations(2)
+    Phi1, Phi2 = eq.Phi
+    H1, H2 = eq.Phi_hat
+    h, phi = sp.Symbol("h", real=True), sp.Function("varphi")
+    E1, E2 = sp.Function("E_1"), sp.Function("E_2")
+    g, b, y = sp.symbols("gamma_0 beta y", positive=True)
+    assert eq.solved[0] == sp.Eq(Phi1, E1(phi(h) ** 2))
+    assert eq.solved[1] == sp.Eq(Phi2, E2(phi(h) ** 2))
+    assert sp.simplify(eq.solved[2].rhs - (1 / Phi1 - E2(h**2) / Phi1**2)) == 0
+    assert sp.simplify(eq.solved[3].rhs + g**2 * y**2 / (Phi2 + 1 / b) ** 2) == 0
+    assert "E_{2}" in eq.latex()
+
+
+@pytest.mark.parametrize("act", ["erf(x)", "relu(x)"])
+def test_gamma0_zero_is_the_nngp(act):
+    """γ₀ = 0: Φ̂ ≡ 0 and Φˡ is the NNGP recursion (σ_w = 1, σ_b = 0) of sn.MLP at depth ℓ."""
+    m = anbk.BayesianMLP(act, depth=2, gamma0=0.0, beta=5.0, samples=2**10)
+    sol = m.solve(X6, Y6)
+    assert sol.result == "successful" and np.all(sol.phi_hat == 0)
+    for ell in (1, 2):
+        K = sn.MLP(act, depth=ell).kernel(X6).nngp
+        np.testing.assert_allclose(sol.phi[ell - 1], K, rtol=1e-12, atol=1e-14)
+    small = anbk.BayesianMLP(act, depth=2, gamma0=1e-3, beta=5.0, samples=2**10)
+    first = np.max(np.abs(small.first_order(X6, Y6)[0]))  # = γ₀² max|a₀a₀ᵀ| ≈ 1e-6 × O(1)
+    assert 0 < first < 1e-4
+    assert np.max(np.abs(small.solve(X6, Y6).phi_hat)) < 2 * first
+
+
+def test_importance_sampler_is_unbiased_at_zero_tilt():
+    """The plain sample average Σ b φφᵀ at Φ̂ = 0 (what the control variate subtracts) equals the
+    engine's dual activation within 5 Monte-Carlo standard errors."""
+    m = anbk.BayesianMLP("tanh(x)", depth=1, samples=2**14, sampler="mc")
+    smp = m._samples(*X6.shape)
+    f = np.asarray(m._mod.phi(np.asarray(smp.w) @ X6.T / np.sqrt(X6.shape[1])))
+    prod = f[:, :, None] * f[:, None, :]
+    est, se = prod.mean(0), prod.std(0) / np.sqrt(len(f))
+    V = sn.MLP("tanh(x)", depth=1).kernel(X6).nngp
+    assert np.max(np.abs(est - V) / se) < 5
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_linear_phi_is_the_exact_deep_linear_solution(depth):
+    """φ(h) = h against the exact D6 solver: to 1e-5 with Gauss–Hermite (P = D = 2), and with QMC
+    within 5 standard errors of the spread over four scrambles (≈1e-4 here)."""
+    kx = X2 @ X2.T / 2
+    exact = deep_linear.solve(kx, Y2, depth, 0.8, 5.0)
+    gh = anbk.BayesianMLP("x", depth=depth, gamma0=0.8, beta=5.0, samples=60**2, sampler="gauss-hermite").solve(X2, Y2)
+    np.testing.assert_allclose(gh.phi, exact.phi, atol=1e-5)
+    np.testing.assert_allclose(gh.phi_hat, exact.phi_hat, atol=1e-5)
+    runs = np.stack([anbk.BayesianMLP("x", depth=depth, gamma0=0.8, beta=5.0, samples=2**12, seed=s)
+                     .solve(X2, Y2).phi for s in range(4)])
+    se = runs.std(0, ddof=1) / 2
+    assert np.all(np.abs(runs.mean(0) - exact.phi) <= 5 * se + 1e-9)
+
+
+def test_b5_is_minus_twice_the_gradient_of_log_z():
+    """B5 (as the solver evaluates it, with the control variate) equals −2∂ln Z_{ℓ+1}/∂Φˡ computed by
+    JAX autodiff through the reparameterised quadrature h = chol(Σ)z (erf, P = D = 2)."""
+    m = anbk.BayesianMLP("erf(x)", depth=2, gamma0=1.0, beta=5.0, samples=120**2, sampler="gauss-hermite")
+    base = m._samples(2, 2)
+    z, logb = base.z[0], base.logb[0]
+    sigma = jnp.array([[1.2, 0.4], [0.4, 0.9]])
+    tilt = jnp.array([[-0.7, 0.3], [0.3, 0.5]])
+
+    def log_z(s):
+        f = m._mod.phi(z @ jnp.linalg.cholesky((s + s.T) / 2).T)
+        return jax.nn.logsumexp(logb - 0.5 * jnp.sum((f @ tilt) * f, 1))
+
+    grad = jax.grad(log_z)(sigma)
+    C = jnp.linalg.cholesky(sigma)
+    f = m._mod.phi(z @ C.T)
+    w, b, _ = anbk._weights(f, logb, logb, tilt)
+    zz = (z * (w - b)[:, None]).T @ z
+    b5 = anbk._dual_kernels(jnp.stack([sigma, sigma]), C[None], zz[None], jnp.asarray(Y2), 1.0, 5.0)[0]
+    np.testing.assert_allclose(b5, -2 * (grad + grad.T) / 2, atol=1e-9)  # the two quadratures converge with the grid (80 nodes: 5e-9 apart)
+
+
+def test_test_points():
+    """Adding test points leaves the training kernels unchanged (bit for bit: the tilt uses training
+    coordinates only); a test point equal to a training point reproduces its rows and prediction."""
+    m = anbk.BayesianMLP("erf(x)", depth=2, gamma0=0.7, beta=5.0, samples=2**12)
+    alone = m.solve(X6, Y6)
+    x_test = np.vstack([X6[2], RNG.normal(size=(3, 4))])
+    both = m.solve(X6, Y6, x_test=x_test)
+    np.testing.assert_array_equal(both.phi, alone.phi)
+    np.testing.assert_allclose(both.phi_test[:, 0], both.phi[:, 2], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(both.phi_test_diag[:, 0], np.diagonal(both.phi, axis1=1, axis2=2)[:, 2], rtol=1e-8)
+    assert both.prediction[0] == pytest.approx(alone.predict(X6[2:3])[0], rel=1e-10)
+    np.testing.assert_array_equal(both.prediction, alone.predict(x_test))
+
+
+@pytest.mark.parametrize("act", ["erf(x)", "relu(x)"])
+def test_returned_solutions_are_stationary(act):
+    """The stationarity residual of a successful solution is below tol, re-evaluated independently
+    of the solver from its Φ̂ (one more application of the map G)."""
+    m = anbk.BayesianMLP(act, depth=2, gamma0=0.5, beta=5.0, samples=2**12)
+    sol = m.solve(X6, Y6, tol=1e-8)
+    assert sol.result == "successful" and sol.residual <= 1e-8 and np.min(sol.ess) > 0.5 * 2**12
+    smp = sol._samples()
+    Phis, Cs, zz, _, _, _ = anbk._forward(m._mod, jnp.asarray(X6), smp, jnp.asarray(sol.phi_hat))
+    G = np.asarray(anbk._dual_kernels(Phis, Cs, zz, jnp.asarray(Y6), m.gamma0, m.beta))
+    assert np.linalg.norm(G - sol.phi_hat) / np.linalg.norm(G) <= 1e-8
+    np.testing.assert_allclose(np.asarray(Phis), sol.phi, rtol=1e-12)
+    assert np.all(np.linalg.eigvalsh(sol.phi) > 0)
+
+
+@pytest.mark.parametrize("depth,sampler,x", [(1, "qmc", X6), (2, "gauss-hermite", X2)])
+def test_first_order_solution_error_is_order_gamma0_to_the_fourth(depth, sampler, x):
+    """Halving γ₀ divides the error of the first-order kernels by ≈ 16 (between 12 and 20)."""
+    y = Y6 if x is X6 else Y2
+    errors = []
+    for g in (0.2, 0.1):
+        m = anbk.BayesianMLP("erf(x)", depth=depth, gamma0=g, beta=5.0, samples=2**12 if sampler == "qmc" else 60**2,
+                             sampler=sampler)
+        sol = m.solve(x, y, tol=1e-12, adapt=0)
+        errors.append(np.max(np.abs(m.first_order(x, y)[1] - sol.phi)))
+    assert 12 < errors[0] / errors[1] < 20
+
+
+def test_normalisability_is_detected():
+    """The growth of the tilt, max over unit z of −φ∞(Bz)ᵀΦ̂φ∞(Bz) (Z is finite iff it is < 1):
+    for linear φ it is λ_max(−BᵀΦ̂B) exactly; for ReLU on P = D = 2 it matches a brute-force
+    maximum over 20 000 angles.  The 3-point ReLU example of adaptive.md (β = 10): the first-order
+    tilt −γ₀²a₀a₀ᵀ (a from the lazy kernel) is not normalisable at γ₀ = 1, but the saddle point the
+    solver reaches is — the kernel grows along y and shrinks a — with its growth approaching 1
+    from below as γ₀ rises.  A collapse of the weights raises, naming γ₀."""
+    tilt = np.array([[-0.8, 0.5], [0.5, -0.3]])
+    B = X2 / np.sqrt(2)
+    for act, expect in (("x", np.linalg.eigvalsh(-B.T @ tilt @ B)[-1]), ("relu(x)", None)):
+        m = anbk.BayesianMLP(act, depth=1, gamma0=0.5, samples=2**10)
+        got = m._growth(X2, m._samples(2, 2), np.zeros((1, 2, 2)), tilt[None])[0]
+        if expect is None:
+            th = np.linspace(0, 2 * np.pi, 20000)
+            f = np.maximum(np.stack([np.cos(th), np.sin(th)], 1) @ B.T, 0)
+            expect = np.max(-np.sum((f @ tilt) * f, 1))
+        assert got == pytest.approx(expect, rel=1e-6)
+    x = np.array([[1.0, 0.0], [0.6, 0.8], [-0.5, 0.7]]) * np.sqrt(2)
+    y = np.array([1.0, -1.0, 1.0])
+    growth = []
+    for g in (0.5, 1.0):
+        m = anbk.BayesianMLP("relu(x)", depth=1, gamma0=g, beta=10.0, samples=2**12)
+        first = m._growth(x, m._samples(3, 2), np.zeros((1, 3, 3)), m.first_order(x, y)[0])[0]
+        sol = m.solve(x, y)
+        assert sol.result == "successful"
+        growth.append((first, sol.growth[0]))
+    assert growth[1][0] > 1 and growth[0][1] < growth[1][1] < 1
+    with pytest.raises(DivergentIntegralError, match="gamma0 = 1.0: effective sample size"):
+        anbk.BayesianMLP("relu(x)", depth=1, gamma0=1.0, beta=10.0, samples=2**8, min_ess=2**9).solve(x, y)
+
+
+def test_superlinear_activation_is_refused():
+    with pytest.raises(DivergentIntegralError, match="faster than linearly"):
+        anbk.BayesianMLP("x**3", depth=1, gamma0=0.1)
+    assert anbk.asymptotic_slopes(sn.activation("leaky_relu(x, 1/10)").expr) == (1.0, -0.1)
+    assert anbk.asymptotic_slopes(sn.activation("tanh(x)").expr) == (0.0, 0.0)
+
+
+def test_bad_input():
+    with pytest.raises(DataError, match="sampler"):
+        anbk.BayesianMLP("tanh(x)", sampler="sobol")
+    with pytest.raises(DataError, match="depth"):
+        anbk.BayesianMLP("tanh(x)", depth=0)
+    m = anbk.BayesianMLP("tanh(x)", depth=1, samples=2**8, min_ess=16)
+    with pytest.raises(DataError, match="y_train"):
+        m.solve(X6, Y6[:3])
+    with pytest.raises(DataError, match="warm_start"):
+        m.solve(X6, Y6, warm_start=np.zeros((2, 6, 6)))
+    with pytest.raises(DataError, match="features"):
+        m.solve(X6, Y6).predict(np.zeros((2, 3)))
+
+
+def test_alignment_and_density():
+    """Alignment grows with γ₀ in the last layer; the density is a normalised histogram whose lazy
+    counterpart is the Gaussian it is drawn with."""
+    lazy = anbk.BayesianMLP("erf(x)", depth=2, gamma0=0.0, samples=2**12).solve(X6, Y6)
+    rich = anbk.BayesianMLP("erf(x)", depth=2, gamma0=1.0, beta=5.0, samples=2**12).solve(X6, Y6)
+    assert rich.alignment()[-1] > lazy.alignment()[-1]
+    c, dens, gauss = rich.preactivation_density(layer=2, point=0)
+    assert np.sum(dens) * (c[1] - c[0]) == pytest.approx(1.0)
+    c0, dens0, _ = lazy.preactivation_density(layer=2, point=0)
+    width, sd = c0[1] - c0[0], np.sqrt(lazy.phi[0][0, 0])
+    p = np.diff(norm.cdf(np.append(c0 - width / 2, c0[-1] + width / 2) / sd))  # bin probabilities
+    assert np.all(np.abs(dens0 * width - p) <= 5 * np.sqrt(p * (1 - p) / 2**12) + 1e-12)
