@@ -156,6 +156,20 @@ def _antk(args):
     return 0
 
 
+def _anbk(args):
+    from .errors import SymntkError
+    from .report_anbk import run
+
+    try:
+        run(_dataset(args), args.out, args.activation, args.depth, args.gamma0, args.beta, args.samples, args.n_train,
+            args.n_test, args.tol)
+    except (SymntkError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}/anbk_report.md, anbk_results.json, anbk_kernels.png, anbk_alignment.png, anbk_densities.png")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="symntk", description="Exact infinite-width kernels of wide networks.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -207,6 +221,16 @@ def main(argv=None) -> int:
     a.add_argument("--t-max", type=float, default=None, help="stop here if T4 is not reached (default 200/λ)")
     a.add_argument("--out", default="out")
     a.set_defaults(fn=_antk)
+    b = sub.add_parser("anbk", help="aNBK saddle point (Bayesian feature learning, B1–B6) vs NNGPK -> out/")
+    b.add_argument("activation", help="activation formula in x, e.g. 'tanh(x)'")
+    b.add_argument("--depth", type=int, default=2, help="hidden layers")
+    b.add_argument("--gamma0", type=float, default=0.2, help="feature-learning strength γ₀")
+    b.add_argument("--beta", type=float, default=5.0, help="inverse temperature β (noise variance 1/β)")
+    b.add_argument("--samples", type=int, default=2**13, help="importance samples per layer (a power of two)")
+    _data_arguments(b, n_test=200)
+    b.add_argument("--tol", type=float, default=1e-6, help="stationarity residual to stop at")
+    b.add_argument("--out", default="out")
+    b.set_defaults(fn=_anbk)
     args = p.parse_args(argv)
     return args.fn(args)
 

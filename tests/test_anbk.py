@@ -209,3 +209,11 @@ def test_alignment_and_density():
     width, sd = c0[1] - c0[0], np.sqrt(lazy.phi[0][0, 0])
     p = np.diff(norm.cdf(np.append(c0 - width / 2, c0[-1] + width / 2) / sd))  # bin probabilities
     assert np.all(np.abs(dens0 * width - p) <= 5 * np.sqrt(p * (1 - p) / 2**12) + 1e-12)
+
+
+def test_derivation_document_is_current():
+    """derivations/anbk.md holds saddle_equations(2).latex() between its markers."""
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "derivations" / "anbk.md").read_text()
+    block = text.split("<!-- generated: saddle_equations(2) -->\n")[1].split("\n<!-- end generated -->")[0]
+    assert block == "\n".join("$$" + line + "$$" for line in saddle_equations(2).latex().splitlines())

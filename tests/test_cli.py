@@ -68,3 +68,23 @@ def test_antk_command_writes_the_report(tmp_path):
         assert (out / name).stat().st_size > 0
     assert main(["antk", "relu(x)", "--depth", "2", "--out", str(out)]) == 2
     assert main(["antk", "relu(x)", "--out", str(out)]) == 2  # kinked φ needs --dt (sliding fixed points)
+
+
+def test_anbk_command_writes_the_report(tmp_path):
+    """A small user data set (.npz): the aNBK saddle point is reached, both predictors' losses are
+    reported and the figures written; a superlinear activation is refused with exit status 2."""
+    import json
+
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 5))
+    np.savez(tmp_path / "d.npz", x_train=x[:6], y_train=np.sign(x[:6, 0]), x_test=x[6:], y_test=np.sign(x[6:, 0]))
+    out = tmp_path / "out"
+    assert main(["anbk", "erf(x)", "--gamma0", "0.5", "--samples", "1024", "--data", str(tmp_path / "d.npz"),
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "anbk_results.json").read_text())
+    assert res["result"] == "successful" and res["residual"] <= 1e-6
+    assert res["alignment"]["anbk"][-1] > res["alignment"]["nngp"][-1]
+    for name in ("anbk_report.md", "anbk_kernels.png", "anbk_alignment.png", "anbk_densities.png"):
+        assert (out / name).stat().st_size > 0
+    assert main(["anbk", "x**3", "--data", str(tmp_path / "d.npz"), "--out", str(out)]) == 2
