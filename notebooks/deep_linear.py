@@ -30,7 +30,7 @@ import numpy as np
 
 from symntk import deep_linear as dl
 from symntk.data import digits
-from symntk.nets.deep_linear import sample_kernels
+from symntk.nets.bayesian import sample_kernels
 from symntk.plot import figure, kernel_heatmap
 from symntk.report_deep_linear import run as overlap_figures
 
@@ -79,7 +79,7 @@ fig.savefig(FIG / "deep_linear_depth.png", dpi=130)
 # N = 128…512 with 60 time units.  The quantitative width check (error shrinking with N, within
 # Monte-Carlo error of D4) is in `tests/test_deep_linear.py`.  β = 1 keeps the sampler's stiffest
 # direction (curvature ≈ β(L + 1)c_L) resolvable with Δt ≈ 0.01; the increments are Rademacher
-# (±1, same covariance as Gaussian ones, ~6× faster here; see `symntk.nets.deep_linear`).
+# (±1, same covariance as Gaussian ones, ~6× faster here; see `symntk.nets.bayesian`).
 
 # %%
 P = 4

@@ -52,7 +52,8 @@ from .kernels import _check_x, _dot
 
 SAMPLERS = ("qmc", "mc", "gauss-hermite")
 RESULTS = ("successful", "max_steps_reached", "sampling_degenerate")
-CONTINUATION = 4  # halvings of γ₀ tried when the direct solve fails
+CONTINUATION = 4  # halvings of γ₀ tried when the weights collapse at the requested γ₀
+ROUND_TOL = 1e-3  # residual of the rounds whose solution only sets the proposals
 PROPOSAL_INFLATION = 1.2  # adapted proposals are this much wider than the tilted density's second moment
 
 
@@ -530,14 +531,16 @@ class BayesianMLP:
 
     def _stage(self, x, y, base, gamma0, start, proposal, tol, max_steps, memory, damping, adapt):
         """Solve at one γ₀ in rounds: after each, the proposals are refitted to the tilted second
-        moments of the last accepted point; stops after ``adapt`` rounds once converged, or after
-        ``adapt`` + 3 rounds."""
+        moments of the last accepted point (rounds before the last only feed that fit, so they stop
+        at max(tol, ROUND_TOL)); after ``adapt`` rounds it stops once converged, and continues (up
+        to 3 more rounds) only while the weights collapse."""
         for rnd in range(adapt + 4):
-            out = _solve(self._mod, x, y, _proposal(base, *proposal), start, gamma0, self.beta, tol, max_steps,
+            tol_here = tol if rnd >= adapt else max(tol, ROUND_TOL)
+            out = _solve(self._mod, x, y, _proposal(base, *proposal), start, gamma0, self.beta, tol_here, max_steps,
                          memory, damping, self.min_ess)
             ph, res, ess, (phi, (M1, M)), steps, stuck = out
             done = float(res) <= tol and not bool(stuck)
-            if (done and rnd >= adapt) or not np.all(np.isfinite(np.asarray(phi))):
+            if rnd >= adapt and (done or not bool(stuck)) or not np.all(np.isfinite(np.asarray(phi))):
                 break
             start = ph
             proposal = (_fit_proposal(M1, ess[0]), jax.vmap(_fit_proposal)(M, ess[1:]))
@@ -579,10 +582,10 @@ def _fit_proposal(M, ess):
 
 
 def _continuation(solve_at, gamma0, start, proposal, levels):
-    """Solve at γ₀; if that fails, first solve at γ₀/2 (recursively, ``levels`` deep) and start from
-    its Φ̂·4 (Φ̂ ∝ γ₀² to first order) and its fitted proposals."""
+    """Solve at γ₀; if the weights collapse, first solve at γ₀/2 (recursively, ``levels`` deep) and
+    start from its Φ̂·4 (Φ̂ ∝ γ₀² to first order) and its fitted proposals."""
     out, prop = solve_at(gamma0=gamma0, start=start, proposal=proposal)
-    if out[-1] or levels == 0:
+    if out[-1] or not out[-2] or levels == 0:
         return out, prop
     half, prop_half = _continuation(solve_at, gamma0 / 2, start / 4, proposal, levels - 1)
     if not half[-1]:

@@ -180,7 +180,7 @@ def test_langevin_overlaps_match_theory_within_an_error_that_shrinks_with_width(
     and the standard error shrinks with width (N^{-1/2} gives a ratio 0.35; each error is itself
     uncertain by ~18 %, so < 0.7 is required); the same with Rademacher increments at N = 2048.  The lazy value 1 + γ₀²/(1 + β⁻¹)² = 4.3 and the prior
     value 1 are both > 100 standard errors away."""
-    from symntk.nets.deep_linear import sample_kernels
+    from symntk.nets.bayesian import sample_kernels
 
     x, y = whitened_data()
     theory = dl.whitened_overlaps(1, 2.0, 10.0).c
@@ -195,7 +195,7 @@ def test_langevin_overlaps_match_theory_within_an_error_that_shrinks_with_width(
 
 
 def test_langevin_rejects_a_step_too_large_for_its_stiffest_direction():
-    from symntk.nets.deep_linear import sample_kernels
+    from symntk.nets.bayesian import sample_kernels
 
     x, y = whitened_data()
     with pytest.raises(ConvergenceError, match="smaller dt"):
@@ -211,7 +211,7 @@ def test_langevin_layer_overlaps_approach_the_theory_as_width_doubles(depth, gam
     errors plus the measured finite-width allowance |c(N) − c(2N)| (≈ the 1/N bias; half the
     previous one at N = 512), and the standard error shrinks with width (N^{-1/2}: ratio 0.5 from
     N = 128 to 512; < 0.75 required, each error being uncertain by ~18 %)."""
-    from symntk.nets.deep_linear import sample_kernels
+    from symntk.nets.bayesian import sample_kernels
 
     x, y = whitened_data()
     theory = dl.whitened_overlaps(depth, gamma0, 5.0).c

@@ -1,7 +1,8 @@
-"""Deep linear networks (theory/adaptive.md A1 with φ(h) = h) at finite width, sampled by the
-Langevin dynamics A2 with λ = T = 1/β: the empirical side of the deep-linear theory D1–D6.
+"""The mean-field network A1 (theory/adaptive.md) at finite width, sampled by the Langevin
+dynamics A2 with λ = T = 1/β: the empirical side of the Bayesian theories — the deep-linear
+saddle point D1–D6 (φ(h) = h, the default) and the aNBK B1–B6 (any activation).
 
-    h¹ = W⁰x/√D,  hˡ⁺¹ = Wˡhˡ/√N,  f = w·hᴸ/(γ₀N),   all weights N(0, 1) at t = 0
+    h¹ = W⁰x/√D,  hˡ⁺¹ = Wˡφ(hˡ)/√N,  f = w·φ(hᴸ)/(γ₀N),   all weights N(0, 1) at t = 0
     dθ = −η[γ₀²N ∇𝓛 + θ/β] dt + √(2η/β) dε,   𝓛 = ½ Σ_μ (f_μ − y_μ)²
 
 With η = β time is measured in units of the prior's relaxation, dθ = −∇U dt + √2 dε with
@@ -16,7 +17,7 @@ instead of N(0, 1): the same mean and covariance, so the same limit SDE (a weak 
 Platen §14.1) and the same stationary covariance on Gaussian targets, from one random bit per
 weight instead of a normal (~30× cheaper on CPU, where drawing N² normals per layer dominates
 the step).  Measured: the layer kernels
-Φˡ = hˡ·hˡᵀ/N (ℓ = 1..L) on the training points, averaged over the trajectory after ``burn_in``.
+Φˡ = φ(hˡ)·φ(hˡ)ᵀ/N (ℓ = 1..L) on the training points, averaged over the trajectory after ``burn_in``.
 Chains are vmapped; the steps run in ``lax.fori_loop``/``lax.scan``.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ConvergenceError, DataError
+from ..gaussian import derive
 
 #: largest curvature × step accepted (Leimkuhler–Matthews is stable below 2)
 MAX_STEP_CURVATURE = 0.6
@@ -36,13 +38,17 @@ MAX_STEP_CURVATURE = 0.6
 
 @dataclass(frozen=True)
 class LangevinKernels:
-    """Per-chain time averages of the layer kernels: ``phi`` (chains, L, P, P); ``overlap``
-    (chains, L): yᵀΦˡy/|y|², the overlap c_ℓ of D2 on whitened data; ``samples``: kernels averaged
-    per chain."""
+    """Per-chain time averages of the layer kernels: ``phi`` (chains, L, P(+Q), P(+Q)) over the
+    training (then test) points; ``overlap`` (chains, L): yᵀΦˡy/|y|², the overlap c_ℓ of D2 on
+    whitened data; ``samples``: kernels averaged per chain; ``preactivations`` (chains, L, N): hˡ at
+    the first training point at the end of each chain (one sample of the single-site density per
+    neuron); ``mean_output`` (chains, P(+Q)): the time-averaged output f, the posterior mean."""
 
     phi: np.ndarray
     overlap: np.ndarray
     samples: int
+    preactivations: np.ndarray
+    mean_output: np.ndarray
 
     @property
     def mean_overlap(self) -> np.ndarray:
@@ -55,12 +61,12 @@ class LangevinKernels:
         return self.overlap.std(axis=0, ddof=1) / np.sqrt(len(self.overlap))
 
 
-def _forward(params, x):
-    """Hidden layers h¹..hᴸ (each (P, N)) and the output f (P,)."""
+def _forward(phi, params, x):
+    """Pre-activations h¹..hᴸ (each (P, N)) and the output γ₀N·f (P,)."""
     hs = [x @ params[0] / np.sqrt(x.shape[1])]
     for w in params[1:-1]:
-        hs.append(hs[-1] @ w / np.sqrt(w.shape[0]))
-    return hs, hs[-1] @ params[-1]
+        hs.append(phi(hs[-1]) @ w / np.sqrt(w.shape[0]))
+    return hs, phi(hs[-1]) @ params[-1]
 
 
 def _rademacher(key, shape):
@@ -74,8 +80,8 @@ def _rademacher(key, shape):
 NOISE = {"gaussian": jax.random.normal, "rademacher": _rademacher}
 
 
-@partial(jax.jit, static_argnames=("width", "depth", "steps", "burn", "every", "noise"))
-def _chain(key, x, y, gamma0, beta, dt, width, depth, steps, burn, every, noise):
+@partial(jax.jit, static_argnames=("phi", "width", "depth", "steps", "burn", "every", "noise"))
+def _chain(phi, key, x, y, x_eval, gamma0, beta, dt, width, depth, steps, burn, every, noise):
     N = width
     shapes = [(x.shape[1], N)] + [(N, N)] * (depth - 1) + [(N,)]
 
@@ -83,7 +89,7 @@ def _chain(key, x, y, gamma0, beta, dt, width, depth, steps, burn, every, noise)
         return [NOISE[noise](k, s) for k, s in zip(jax.random.split(key, len(shapes)), shapes)]
 
     def potential(p):
-        _, f = _forward(p, x)
+        _, f = _forward(phi, p, x)
         f = f / (gamma0 * N)
         return 0.5 * beta * gamma0**2 * N * jnp.sum((f - y) ** 2) + 0.5 * sum(jnp.sum(w**2) for w in p)
 
@@ -98,11 +104,12 @@ def _chain(key, x, y, gamma0, beta, dt, width, depth, steps, burn, every, noise)
         return p, xi_new, key
 
     def kernels(p):
-        return jnp.stack([h @ h.T / N for h in _forward(p, x)[0]])
+        hs, f = _forward(phi, p, x_eval)
+        return jnp.stack([phi(h) @ phi(h).T / N for h in hs]), f / (gamma0 * N)
 
     def stiffness(p):
         """1 + β λ_max(γ₀²N J Jᵀ), J = ∂f/∂θ: the Gauss–Newton curvature of U, its stiffest direction."""
-        J = jax.jacrev(lambda p: _forward(p, x)[1] / (gamma0 * N))(p)
+        J = jax.jacrev(lambda p: _forward(phi, p, x)[1] / (gamma0 * N))(p)
         JJ = sum(jnp.tensordot(j, j, axes=(tuple(range(1, j.ndim)),) * 2) for j in J)
         return 1 + beta * gamma0**2 * N * jnp.linalg.eigvalsh(JJ)[-1]
 
@@ -114,15 +121,17 @@ def _chain(key, x, y, gamma0, beta, dt, width, depth, steps, burn, every, noise)
         carry = jax.lax.fori_loop(0, every, step, carry)
         return carry, kernels(carry[0])
 
-    carry, phis = jax.lax.scan(block, carry, None, length=steps // every)
-    return phis.mean(axis=0), jnp.maximum(stiff, stiffness(carry[0]))
+    carry, (phis, fs) = jax.lax.scan(block, carry, None, length=steps // every)
+    last = jnp.stack([h[0] for h in _forward(phi, carry[0], x)[0]])
+    return phis.mean(axis=0), fs.mean(axis=0), jnp.maximum(stiff, stiffness(carry[0])), last
 
 
-def sample_kernels(x, y, depth, width, gamma0, beta, *, chains=8, dt=0.01, t_end=50.0, burn_in=10.0,
-                   record_every=10, noise="gaussian", seed=0) -> LangevinKernels:
-    """Run ``chains`` independent networks for ``burn_in`` + ``t_end`` time units (steps of ``dt``)
-    and average Φˡ over the last ``t_end``, recorded every ``record_every`` steps; ``noise``:
-    ``"gaussian"`` or ``"rademacher"`` increments (module docstring).
+def sample_kernels(x, y, depth, width, gamma0, beta, *, activation="x", x_test=None, chains=8, dt=0.01, t_end=50.0,
+                   burn_in=10.0, record_every=10, noise="gaussian", seed=0) -> LangevinKernels:
+    """Run ``chains`` independent networks of ``activation`` (default linear) for ``burn_in`` +
+    ``t_end`` time units (steps of ``dt``) and average Φˡ over the last ``t_end``, recorded every
+    ``record_every`` steps; ``noise``: ``"gaussian"`` or ``"rademacher"`` increments (module docstring).
+    With ``x_test`` the kernels and the time-averaged output cover the training then the test points.
 
     ``dt`` must resolve the stiffest direction of U, whose curvature k = 1 + β λ_max(γ₀²N J Jᵀ)
     (J = ∂f/∂θ) is measured after burn-in and at the end: k·dt > MAX_STEP_CURVATURE (the scheme is
@@ -143,13 +152,18 @@ def sample_kernels(x, y, depth, width, gamma0, beta, *, chains=8, dt=0.01, t_end
     if steps < record_every or steps % record_every:
         raise DataError(f"t_end / dt = {steps} steps must be a positive multiple of record_every = {record_every}")
     keys = jax.random.split(jax.random.PRNGKey(seed), chains)
-    run = jax.vmap(lambda k: _chain(k, jnp.asarray(x), jnp.asarray(y), gamma0, beta, dt,
+    x_eval = x if x_test is None else np.concatenate([x, np.asarray(x_test, dtype=float)])
+    if x_eval.shape[1] != x.shape[1] or not np.all(np.isfinite(x_eval)):
+        raise DataError(f"x_test must be a finite array with {x.shape[1]} columns")
+    phi = derive(activation).module().phi
+    run = jax.vmap(lambda k: _chain(phi, k, jnp.asarray(x), jnp.asarray(y), jnp.asarray(x_eval), gamma0, beta, dt,
                                     int(width), int(depth), steps, burn, record_every, noise))
-    phi, stiff = (np.asarray(a) for a in run(keys))
+    phi, mean_output, stiff, last = (np.asarray(a) for a in run(keys))
     k = np.max(stiff)
     if not (np.all(np.isfinite(phi)) and np.isfinite(k)) or k * dt > MAX_STEP_CURVATURE:
         raise ConvergenceError(f"dt = {dt} is too large for these Langevin chains: the stiffest direction has "
                                f"curvature {k:.3g}, so dt must be ≤ {MAX_STEP_CURVATURE}/{k:.3g} = "
                                f"{MAX_STEP_CURVATURE / k:.2g}; use a smaller dt")
-    overlap = np.einsum("i,cLij,j->cL", y, phi, y) / (y @ y)
-    return LangevinKernels(phi, overlap, steps // record_every)
+    P = len(y)
+    overlap = np.einsum("i,cLij,j->cL", y, phi[..., :P, :P], y) / (y @ y)
+    return LangevinKernels(phi, overlap, steps // record_every, last, mean_output)
