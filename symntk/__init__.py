@@ -16,8 +16,9 @@ from .errors import (ActivationError, ConvergenceError, CovarianceError, DataErr
                      DivergentIntegralError, PrecisionWarning, SingularKernelError)
 from .gaussian import DualActivation, derive  # noqa: E402
 from .kernels import MLP, Kernel  # noqa: E402
-from . import deep_linear, interop, ndk, predict  # noqa: E402
+from . import anbk, antk, deep_linear, interop, ndk, predict  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Activation", "activation", "derive", "DualActivation", "MLP", "Kernel", "deep_linear", "interop", "ndk", "predict", "ActivationError", "ConvergenceError",
+__all__ = ["Activation", "activation", "derive", "DualActivation", "MLP", "Kernel", "anbk", "antk", "deep_linear", "interop",
+           "ndk", "predict", "ActivationError", "ConvergenceError",
            "CovarianceError", "DataError", "DerivationError", "SingularKernelError", "DivergentIntegralError", "PrecisionWarning"]

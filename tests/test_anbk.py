@@ -217,3 +217,51 @@ def test_derivation_document_is_current():
     text = (Path(__file__).parent.parent / "derivations" / "anbk.md").read_text()
     block = text.split("<!-- generated: saddle_equations(2) -->\n")[1].split("\n<!-- end generated -->")[0]
     assert block == "\n".join("$$" + line + "$$" for line in saddle_equations(2).latex().splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("act,gamma0", [("relu(x)", 0.25), ("tanh(x)", 0.5)])
+def test_theory_matches_finite_width_langevin_networks(act, gamma0):
+    """Depth 2, six points, β = 5: the posterior kernels of width-N networks (A2 with λ = T = 1/β, 16
+    Langevin chains each, t = 10 burn-in + 20 averaged) against the saddle point (2¹⁶ samples, whose
+    own sampling error is below 1e-3 here).  At N = 128, 256, 512 every kernel entry agrees within
+    4 standard errors of the chains' spread plus 2e-3; the feature-learning shift Φ − Φ_lazy of the
+    networks points where the theory's does (cosine ≥ 0.9 at N = 512), and the per-layer cosine
+    similarity of the kernels is ≥ 0.95 (the issue's ReLU criterion at N = 4096; CPU time limits
+    this test to N ≤ 512).  What limits the agreement here is sampling: the finite-width bias is
+    below the chains' standard error (≈ 1e-2), so the rate printed (a fit of the error against N)
+    is not asserted."""
+    from symntk.nets.bayesian import sample_kernels
+    sol = anbk.BayesianMLP(act, depth=2, gamma0=gamma0, beta=5.0, samples=2**16).solve(X6, Y6)
+    lazy = anbk.BayesianMLP(act, depth=2, gamma0=0.0).solve(X6, Y6).phi
+    widths, errors = (128, 256, 512), []
+    for N in widths:
+        r = sample_kernels(X6, Y6, 2, N, gamma0, 5.0, activation=act, chains=16, dt=0.01, t_end=20.0, burn_in=10.0,
+                           noise="rademacher")
+        phi, se = r.phi.mean(0), r.phi.std(0, ddof=1) / 4
+        assert np.all(np.abs(phi - sol.phi) <= 4 * se + 2e-3)
+        cos = [np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b)) for a, b in zip(phi, sol.phi)]
+        assert min(cos) >= 0.95
+        errors.append(np.max(np.abs(phi - sol.phi)))
+    shift = [np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b)) for a, b in zip(phi - lazy, sol.phi - lazy)]
+    assert min(shift) >= 0.9
+    rate = np.polyfit(np.log(widths), np.log(errors), 1)[0]
+    print(f"{act}: max kernel error {np.round(errors, 4)} at N = {widths}, fitted rate N^{rate:.2f}, "
+          f"shift cosine {np.round(shift, 3)}, kernel cosine {np.round(cos, 5)}")
+
+
+def test_perturbative_solver():
+    """The first-order Solution: kernels equal `first_order`; at depth 1 its stationarity residual
+    is the relative size of the neglected orders, O(γ₀²), so it falls ≈ 4× when γ₀ halves (deeper,
+    it floors at the difference between the exact 𝓗ᵀ and B5's sampled estimate, O(1/√S)); the
+    kernels' error against the full solve is a small part of the feature-learning shift."""
+    res = []
+    for g in (0.1, 0.05):
+        m = anbk.BayesianMLP("erf(x)", depth=1, gamma0=g, beta=5.0, samples=2**12)
+        sol = m.perturbative(X6, Y6, x_test=X6[:2])
+        np.testing.assert_array_equal(sol.phi, m.first_order(X6, Y6)[1])
+        assert sol.result == "first_order" and sol.prediction.shape == (2,)
+        res.append(sol.residual)
+    assert 3 < res[0] / res[1] < 5
+    full = m.solve(X6, Y6)
+    assert np.max(np.abs(sol.phi - full.phi)) < 0.1 * np.max(np.abs(full.phi - m.nngp(X6)))
