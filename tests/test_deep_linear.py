@@ -173,6 +173,7 @@ def whitened_data(P=4, seed=0):
     return x, np.resize([1.0, -1.0], P) / np.sqrt(P)
 
 
+@pytest.mark.slow  # 45 s; the deep-linear notebook runs the sampler against D4 in CI
 def test_langevin_overlaps_match_theory_within_an_error_that_shrinks_with_width():
     """Two-layer linear net (L = 1), γ₀ = 2, β = 10, whitened P = 4: the chain-averaged overlap
     c_1 = yᵀΦ¹y of the finite-width Langevin posterior agrees with D4 within 4 standard errors
