@@ -36,7 +36,7 @@ every γ₀ > 0 and are refused.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from typing import NamedTuple
 
@@ -376,9 +376,14 @@ class Solution:
 
     def predict(self, x_new):
         """B1: f(x) = Φᴸ(x, X)[Φᴸ + β⁻¹I]⁻¹y."""
-        rows = self.test_kernels(x_new)[0][-1]
+        return self.with_test(x_new).prediction
+
+    def with_test(self, x_test):
+        """This solution with the test rows, diagonals and B1 prediction of ``x_test`` filled in."""
+        rows, diag = self.test_kernels(x_test)
         P = len(self.y_train)
-        return rows @ np.linalg.solve(self.phi[-1] + np.eye(P) / self.model.beta, self.y_train)
+        pred = rows[-1] @ np.linalg.solve(self.phi[-1] + np.eye(P) / self.model.beta, self.y_train)
+        return replace(self, phi_test=rows, phi_test_diag=diag, prediction=pred)
 
     def alignment(self):
         """A(Φˡ, yyᵀ) = yᵀΦˡy/(‖Φˡ‖_F |y|²) for ℓ = 0 (Kˣ) .. L."""
@@ -489,12 +494,7 @@ class BayesianMLP:
         proposal = (jnp.eye(D), jnp.broadcast_to(jnp.eye(P), (self.depth - 1, P, P)))
         sol = Solution(phi, hats, "first_order", res, np.asarray(ess), 0, self._growth(x, smp, phi, hats), None, None,
                        None, self, x, y, proposal)
-        if x_test is None:
-            return sol
-        rows, diag = sol.test_kernels(x_test)
-        pred = rows[-1] @ np.linalg.solve(phi[-1] + np.eye(P) / self.beta, y)
-        return Solution(phi, hats, "first_order", res, np.asarray(ess), 0, sol.growth, rows, diag, pred, self, x, y,
-                        proposal)
+        return sol if x_test is None else sol.with_test(x_test)
 
     def solve(self, x_train, y_train, x_test=None, tol=1e-6, max_steps=500, memory=8, damping=0.5,
               warm_start="perturbative", adapt=1, throw=True) -> Solution:
@@ -548,11 +548,7 @@ class BayesianMLP:
                 f"the aNBK saddle point was not reached in {max_steps} steps (stationarity residual {res:.2g} > "
                 f"tol = {tol:g}, gamma0 = {self.gamma0}); raise max_steps, lower damping, or start from a nearby "
                 "solution (warm_start=previous.phi_hat)")
-        if x_test is not None:
-            rows, diag = sol.test_kernels(x_test)
-            pred = rows[-1] @ np.linalg.solve(phi[-1] + np.eye(P) / self.beta, y)
-            sol = Solution(phi, ph, result, res, ess, int(steps), growth, rows, diag, pred, self, x, y, proposal)
-        return sol
+        return sol if x_test is None else sol.with_test(x_test)
 
     def _stage(self, x, y, base, gamma0, start, proposal, tol, max_steps, memory, damping, adapt):
         """Solve at one γ₀ in rounds: after each, the proposals are refitted to the tilted second
