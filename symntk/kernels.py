@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache, partial
 
@@ -17,8 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import DataError
-from .gaussian import derive
+from .errors import DataError, PrecisionWarning
+from .gaussian import derive, hermite
+from .gaussian.derive import RELATIVE_TOLERANCE
 from .recursion.lazy import LazyRecursion, layer_coefficients
 
 TILE = 2048
@@ -89,17 +91,27 @@ class MLP:
         if diagonal:
             return Kernel(*(np.asarray(v) for v in d1))
         if x2 is None:
-            return _assemble(self._tile, coef, (x1, f1), (x1, f1), d1, dtype, tile, progress)
-        x2 = jnp.asarray(x2, dtype)
-        return _assemble(self._tile, coef, (x1, f1), (x2, self._diag(x2, coef)[0]), None, dtype, tile, progress)
+            k, bound = _assemble(self._tile, coef, (x1, f1), (x1, f1), d1, dtype, tile, progress)
+        else:
+            x2 = jnp.asarray(x2, dtype)
+            k, bound = _assemble(self._tile, coef, (x1, f1), (x2, self._diag(x2, coef)[0]), None, dtype, tile,
+                                 progress)
+        if bound > RELATIVE_TOLERANCE:
+            warnings.warn(f"{self.activation.expr}: the Hermite series of its dual activation is truncated with an "
+                          f"error bound of {bound:.2g} relative to the kernel's scale at the variances and "
+                          f"correlations reached; rescale the inputs (or σ_w) towards variance ~1, or use more terms "
+                          f"(MLP(..., n_terms > {self.dual.n_terms}))", PrecisionWarning, stacklevel=2)
+        return k
 
 
 @lru_cache(maxsize=None)
 def _passes(mod):
     """The jitted diagonal and pair passes of one generated module, shared by every MLP using it
-    (jit then compiles once per input shape, not once per instance)."""
+    (jit then compiles once per input shape, not once per instance).  The pair pass also returns
+    the Hermite series' truncation bound (0 for the other strategies)."""
+    bound = hermite.relative_bound if hasattr(mod, "dual_with_bound") else None  # a Hermite-series module
     return (jax.jit(partial(_diagonal_pass, mod.features, mod.diagonal)),
-            jax.jit(lambda x1, x2, f1, f2, coef: _tile_pass(mod.pair, _dot(x1, x2), f1, f2, coef)))
+            jax.jit(lambda x1, x2, f1, f2, coef: _tile_pass(mod.pair, _dot(x1, x2), f1, f2, coef, bound)))
 
 
 def _layer(p, V, Vdot, theta):
@@ -127,19 +139,22 @@ def _diagonal_pass(features, diagonal, x, coef):
     return feats, (q, theta)
 
 
-def _tile_pass(pair, dot, f1, f2, coef):
+def _tile_pass(pair, dot, f1, f2, coef, bound=None):
     """Σ^{L+1}, Θ^{L+1} between two sets of points, given their input kernel ``dot`` = x·x'/d and
     both sets' per-layer features: a ``lax.scan`` over layers (compile time independent of depth;
-    unrolling was measured 2.4× slower for Hermite activations, benchmarks/RESULTS.md)."""
+    unrolling was measured 2.4× slower for Hermite activations, benchmarks/RESULTS.md).  With
+    ``bound(f1, c, f2)`` (a series' relative truncation bound) also its largest value over layers."""
     sw2, sb2, aw, ab = coef
 
     def layer(carry, xs):
         p, g1, g2 = xs
-        V, Vdot = pair(jax.tree.map(lambda a: a[:, None], g1), carry[0], jax.tree.map(lambda a: a[None, :], g2))
-        return _layer(p, V, Vdot, carry[1]), None
+        g1, g2 = jax.tree.map(lambda a: a[:, None], g1), jax.tree.map(lambda a: a[None, :], g2)
+        V, Vdot = pair(g1, carry[0], g2)
+        return _layer(p, V, Vdot, carry[1]), None if bound is None else bound(g1, carry[0], g2)
 
     carry = (sw2[0] * dot + sb2[0], aw[0] * dot + ab[0])
-    return jax.lax.scan(layer, carry, (tuple(a[1:] for a in coef), f1, f2))[0]
+    out, worst = jax.lax.scan(layer, carry, (tuple(a[1:] for a in coef), f1, f2))
+    return out if bound is None else (*out, jnp.max(worst))
 
 
 def kernel_matrix(module, coef, x1, x2=None):
@@ -181,9 +196,11 @@ def _assemble(tile_fn, coef, side1, side2, diagonal, dtype, tile, progress):
     if progress:
         from tqdm.auto import tqdm
         jobs = tqdm(jobs, desc="kernel tiles", unit="tile")
+    worst = 0.0
     for i, j in jobs:
-        c, theta = tile_fn(_rows(x1, i, b1, 0), _rows(x2, j, b2, 0), _rows(f1, i, b1, 1), _rows(f2, j, b2, 1), coef)
-        c, theta = np.asarray(c), np.asarray(theta)
+        c, theta, *bound = tile_fn(_rows(x1, i, b1, 0), _rows(x2, j, b2, 0), _rows(f1, i, b1, 1),
+                                   _rows(f2, j, b2, 1), coef)
+        c, theta, worst = np.asarray(c), np.asarray(theta), max([worst, *map(float, bound)])
         if symmetric and i == j:
             c, theta = (c + c.T) / 2, (theta + theta.T) / 2
         r, s = min(b1, n1 - i), min(b2, n2 - j)
@@ -193,4 +210,4 @@ def _assemble(tile_fn, coef, side1, side2, diagonal, dtype, tile, progress):
     if symmetric:
         idx = np.arange(n1)
         K[idx, idx], T[idx, idx] = np.asarray(diagonal[0]), np.asarray(diagonal[1])
-    return Kernel(K, T)
+    return Kernel(K, T), worst
