@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import diffrax
 import jax
@@ -48,14 +49,17 @@ def homogeneity_degree(act) -> int | None:
 class Solution:
     """Two-layer aNTK fixed point (training points first, then test points, in every point axis).
 
-    ``times``, ``outputs`` (n_t, P + Q): the centred output f through time; ``train_loss``: ½ mean
+    ``times``, ``outputs`` (n_t, P + Q): the centred output f through time; ``t_final``: where the
+    flow stopped (the final state's time); ``train_loss``: ½ mean
     squared training error at ``times``; ``phi`` (Φ¹), ``g`` (G¹), ``ntk`` (K = Φ¹ + G¹ ⊙ Kˣ):
     final kernels; ``output``: final f; ``kernel_form``, ``ntk_form``: the T3 predictor in its two
     forms (``ntk_form`` None when φ is not homogeneous); ``residual``: the T4 residuals (h, z);
-    ``result``: "successful" or "max_steps_reached"; ``h`` (M, P + Q), ``z`` (M,): the particles.
+    ``result``: "successful" or "max_steps_reached"; ``h`` (M, P + Q), ``z`` (M,): the particles;
+    ``kx``: the input kernel Kˣ; ``state_at``: t ↦ the particles (h, z) at time t.
     """
 
     times: np.ndarray
+    t_final: float
     outputs: np.ndarray
     train_loss: np.ndarray
     phi: np.ndarray
@@ -71,6 +75,16 @@ class Solution:
     x_train: np.ndarray
     y_train: np.ndarray
     model: "WeightDecayMLP"
+    kx: np.ndarray
+    state_at: Callable
+
+    def kernels_at(self, t):
+        """(Φ¹, G¹, K) at time ``t`` of the flow (t = 0: the Gaussian initialisation), from the same
+        integration restarted at 0 and run to t without the stopping rule, so at the final time they
+        agree with ``phi``, ``g``, ``ntk`` up to the step controller's tolerance."""
+        if not (np.isfinite(t) and t >= 0):
+            raise DataError(f"t must be finite and ≥ 0, got {t!r}")
+        return self.model._kernels(*self.state_at(float(t)), self.kx)
 
     @property
     def form_disagreement(self) -> float:
@@ -144,9 +158,16 @@ class WeightDecayMLP:
         a0, z0 = jnp.concatenate([a0, a0]), jnp.concatenate([z0, -z0])
         t_max = 200.0 / self.lam if t_max is None else float(t_max)
         run = _compiled(self._phi, self._dphi, P, max_steps, dt is not None)
-        times, outputs, h, z, res, stopped = (np.asarray(a) for a in run(
-            self.gamma0, self.lam, jnp.asarray(B), jnp.asarray(y), a0, z0, tol, t_max, rtol,
-            1.0 if dt is None else float(dt)))
+        args = (self.gamma0, self.lam, jnp.asarray(B), jnp.asarray(y), a0, z0)
+        steps = (rtol, 1.0 if dt is None else float(dt))
+        times, outputs, h, z, res, stopped, t_final = (np.asarray(a) for a in run(*args, tol, t_max, *steps))
+
+        def state_at(t):
+            """(h, z) at time t: the integration from 0 to t with no stopping event (tol < 0)."""
+            if t == 0:
+                return np.asarray(a0 @ B.T), np.asarray(z0)
+            return tuple(np.asarray(a) for a in run(*args, -1.0, t, *steps)[2:4])
+
         if not (np.all(np.isfinite(outputs[np.isfinite(times)])) and np.all(np.isfinite(res))):
             raise ConvergenceError("the particle dynamics diverged (non-finite outputs)"
                                    + (f": the fixed step dt = {dt:g} is unstable, halve it" if dt else ""))
@@ -157,15 +178,19 @@ class WeightDecayMLP:
                                    f"or pass throw=False")
         keep = np.isfinite(times)
         times, outputs = times[keep], outputs[keep]
-        M = self.particles
-        phi_h, g = np.asarray(self._phi(h)), z[:, None] * np.asarray(self._dphi(h))
-        Phi, G = phi_h.T @ phi_h / M, g.T @ g / M
-        K = Phi + G * kx
+        Phi, G, K = self._kernels(h, z, kx)
         eye = np.eye(P)
         kernel_form = Phi[:, :P] @ np.linalg.solve(Phi[:P, :P] + self.lam * eye, y)
         ntk_form = None if self.kappa is None else K[:, :P] @ np.linalg.solve(K[:P, :P] + self.kappa * self.lam * eye, y)
-        return Solution(times, outputs, 0.5 * np.mean((outputs[:, :P] - y) ** 2, axis=1), Phi, G, K, outputs[-1],
-                        kernel_form, ntk_form, tuple(float(r) for r in res), result, h, z, xtr, y, self)
+        return Solution(times, float(t_final), outputs, 0.5 * np.mean((outputs[:, :P] - y) ** 2, axis=1), Phi, G, K, outputs[-1],
+                        kernel_form, ntk_form, tuple(float(r) for r in res), result, h, z, xtr, y, self, kx,
+                        state_at)
+
+    def _kernels(self, h, z, kx):
+        """T1 from the particles: Φ¹ = ⟨φ(h)φ(h)ᵀ⟩, G¹ = ⟨ggᵀ⟩ (g = zφ'(h)), K = Φ¹ + G¹ ⊙ Kˣ."""
+        phi_h, g = np.asarray(self._phi(h)), z[:, None] * np.asarray(self._dphi(h))
+        Phi, G = phi_h.T @ phi_h / len(z), g.T @ g / len(z)
+        return Phi, G, Phi + G * kx
 
 
 @lru_cache(maxsize=None)
@@ -212,6 +237,6 @@ def _compiled(phi, dphi, P, max_steps, fixed_step):
         a, z = a[-1], z[-1]
         times = jnp.where(ts <= sol.ts[1][-1], ts, jnp.inf)
         res = residual((a, z))
-        return times, outputs, a @ B.T, z, res, jnp.max(res) < tol
+        return times, outputs, a @ B.T, z, res, jnp.max(res) < tol, sol.ts[1][-1]
 
     return run

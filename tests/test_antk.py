@@ -54,6 +54,33 @@ def test_multi_point_fixed_point_of_smooth_activations(formula):
     np.testing.assert_allclose(sol.predict(x[3:]), sol.output[3:], atol=1e-4)
 
 
+def test_kernels_through_time():
+    """``kernels_at``: at t = 0 the particles are the Gaussian initialisation, so Φ¹ and G¹ are
+    Monte-Carlo estimates of the dual activation V, V̇ at covariance Kˣ (within 5 standard errors
+    of the M/2 distinct (h, z²); E[z²] = 1); at the flow's final time they are
+    the Solution's kernels exactly (the same integration, replayed)."""
+    x, y = FOUR_POINTS, FOUR_LABELS
+    m = WeightDecayMLP("x*erf(x)", gamma0=1.0, lam=0.2, particles=4000)
+    sol = m.solve(x[:3], y[:3], x_test=x[3:], tol=1e-3)
+    Phi, G, K = sol.kernels_at(sol.t_final)
+    for a, b in ((Phi, sol.phi), (G, sol.g), (K, sol.ntk)):
+        np.testing.assert_array_equal(a, b)
+    Phi0, G0, K0 = sol.kernels_at(0.0)
+    kx = x @ x.T / x.shape[1]
+    q = np.diag(kx)
+    V, Vdot = (np.asarray(v) for v in m.dual.jax()(q[:, None], kx, q[None, :]))
+    h0, z0 = sol.state_at(0.0)
+    half = len(z0) // 2  # antithetic pairs: h repeats, z flips sign
+    for est, exact, f in ((Phi0, V, m._phi(h0[:half])), (G0, Vdot, z0[:half, None] * m._dphi(h0[:half]))):
+        f = np.asarray(f)
+        se = np.std(f[:, :, None] * f[:, None, :], axis=0) / np.sqrt(half)
+        assert np.all(np.abs(est - exact) <= 5 * se + 1e-12)
+    np.testing.assert_allclose(K0, Phi0 + G0 * kx, rtol=1e-14)
+    assert np.max(np.abs(Phi - Phi0)) > 0.1  # the kernels moved: a check that t selects a time
+    with pytest.raises(DataError, match="t must be"):
+        sol.kernels_at(-1.0)
+
+
 def test_lazy_limit_follows_ntk_gradient_flow():
     """γ₀ → 0 then small λ: before weight decay acts (λt ≪ 1) the output follows NTK gradient flow
     f(t) = (1 − e^{−Θt})y with Θ the two-layer NTK at σ_w = 1, σ_b = 0 (μP: Φ¹ + G¹ ⊙ Kˣ at
