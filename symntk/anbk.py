@@ -265,6 +265,14 @@ def _test_rows(mod, x, smp, phi_hat, xt, xi):
     return _forward(mod, x, smp, phi_hat, xt, xi)[4]
 
 
+def _nngp_layers(mod, kx, depth):
+    """The lazy layer kernels [Φ¹₀, …, Φᴸ₀]: Φ¹₀ = V(Kˣ), Φˡ⁺¹₀ = V(Φˡ₀) (σ_w = 1, σ_b = 0)."""
+    out = [_layer_map(mod, kx)]
+    for _ in range(depth - 1):
+        out.append(_layer_map(mod, out[-1]))
+    return out
+
+
 @partial(jax.jit, static_argnames=("mod",))
 def _first_order(mod, x, y, smp, gamma0, beta):
     """The saddle point to first order in γ₀² (theory/adaptive.md, perturbative check): with NNGP
@@ -278,9 +286,7 @@ def _first_order(mod, x, y, smp, gamma0, beta):
     L = smp.z.shape[0] + 1
     kx = _dot(x, x)
     V = partial(_layer_map, mod)
-    Phi0 = [V(kx)]
-    for _ in range(L - 1):
-        Phi0.append(V(Phi0[-1]))
+    Phi0 = _nngp_layers(mod, kx, L)
     a = jnp.linalg.solve(Phi0[-1] + jnp.eye(len(y)) / beta, y)
     hats = [-gamma0**2 * jnp.outer(a, a)]
     for ell in range(L - 1, 0, -1):  # Φ̂ˡ from Φ̂ˡ⁺¹ through the layer map of layer ℓ + 1
@@ -466,11 +472,8 @@ class BayesianMLP:
 
     def nngp(self, x_train):
         """The lazy layer kernels Φˡ₀ (L, P, P): the NNGP recursion with σ_w = 1, σ_b = 0 (γ₀ = 0)."""
-        x = _check_x("x_train", x_train).astype(float)
-        out = [_layer_map(self._mod, _dot(jnp.asarray(x), jnp.asarray(x)))]
-        for _ in range(self.depth - 1):
-            out.append(_layer_map(self._mod, out[-1]))
-        return np.stack([np.asarray(a) for a in out])
+        x = jnp.asarray(_check_x("x_train", x_train).astype(float))
+        return np.stack([np.asarray(a) for a in _nngp_layers(self._mod, _dot(x, x), self.depth)])
 
     def first_order(self, x_train, y_train):
         """(Φ̂, Φ) to first order in γ₀² (:func:`_first_order`)."""
