@@ -80,8 +80,8 @@ class Solution:
 
     def kernels_at(self, t):
         """(Φ¹, G¹, K) at time ``t`` of the flow (t = 0: the Gaussian initialisation), from the same
-        integration restarted at 0 and run to t without the stopping rule, so at the final time they
-        agree with ``phi``, ``g``, ``ntk`` up to the step controller's tolerance."""
+        integration replayed from 0 to t without the stopping rule (the same steps), so at ``t_final``
+        they are ``phi``, ``g``, ``ntk`` exactly."""
         if not (np.isfinite(t) and t >= 0):
             raise DataError(f"t must be finite and ≥ 0, got {t!r}")
         return self.model._kernels(*self.state_at(float(t)), self.kx)
@@ -182,9 +182,9 @@ class WeightDecayMLP:
         eye = np.eye(P)
         kernel_form = Phi[:, :P] @ np.linalg.solve(Phi[:P, :P] + self.lam * eye, y)
         ntk_form = None if self.kappa is None else K[:, :P] @ np.linalg.solve(K[:P, :P] + self.kappa * self.lam * eye, y)
-        return Solution(times, float(t_final), outputs, 0.5 * np.mean((outputs[:, :P] - y) ** 2, axis=1), Phi, G, K, outputs[-1],
-                        kernel_form, ntk_form, tuple(float(r) for r in res), result, h, z, xtr, y, self, kx,
-                        state_at)
+        train_loss = 0.5 * np.mean((outputs[:, :P] - y) ** 2, axis=1)
+        return Solution(times, float(t_final), outputs, train_loss, Phi, G, K, outputs[-1], kernel_form, ntk_form,
+                        tuple(float(r) for r in res), result, h, z, xtr, y, self, kx, state_at)
 
     def _kernels(self, h, z, kx):
         """T1 from the particles: Φ¹ = ⟨φ(h)φ(h)ᵀ⟩, G¹ = ⟨ggᵀ⟩ (g = zφ'(h)), K = Φ¹ + G¹ ⊙ Kˣ."""
