@@ -251,12 +251,16 @@ def _anderson(G, x0, tol, max_steps, memory, damping, min_ess):
     return s["good"].reshape(shape), s["res"], s["ess"], s["aux"], s["k"], s["rejects"] >= 40
 
 
+@partial(jax.jit, static_argnames=("mod",))
+def _saddle_map(mod, x, y, smp, phi_hat, gamma0, beta):
+    """G(Φ̂) of B5–B6 on the samples ``smp``: (G, (Φ, tilted second moments), ESS per layer)."""
+    Phis, Cs, zz, ess, _, moments = _forward(mod, x, smp, phi_hat)
+    return _dual_kernels(Phis, Cs, zz, y, gamma0, beta), (Phis, moments), ess
+
+
 @partial(jax.jit, static_argnames=("mod", "max_steps", "memory"))
 def _solve(mod, x, y, smp, phi_hat0, gamma0, beta, tol, max_steps, memory, damping, min_ess):
-    def G(ph):
-        Phis, Cs, zz, ess, _, moments = _forward(mod, x, smp, ph)
-        return _dual_kernels(Phis, Cs, zz, y, gamma0, beta), (Phis, moments), ess
-
+    G = partial(_saddle_map, mod, x, y, smp, gamma0=gamma0, beta=beta)
     return _anderson(G, phi_hat0, tol, max_steps, memory, damping, min_ess)
 
 
@@ -491,8 +495,9 @@ class BayesianMLP:
         hats, phi = self.first_order(x, y)
         P, D = x.shape
         smp = self._samples(P, D)
-        Phis, Cs, zz, ess, _, _ = _forward(self._mod, jnp.asarray(x), smp, jnp.asarray(hats))
-        G = np.asarray(_dual_kernels(Phis, Cs, zz, jnp.asarray(y), self.gamma0, self.beta))
+        G, _, ess = _saddle_map(self._mod, jnp.asarray(x), jnp.asarray(y), smp, jnp.asarray(hats), self.gamma0,
+                                self.beta)
+        G = np.asarray(G)
         res = float(np.linalg.norm(G - hats) / max(np.linalg.norm(G), 1e-300))
         proposal = (jnp.eye(D), jnp.broadcast_to(jnp.eye(P), (self.depth - 1, P, P)))
         sol = Solution(phi, hats, "first_order", res, np.asarray(ess), 0, self._growth(x, smp, phi, hats), None, None,

@@ -143,7 +143,7 @@ def _bound_function(formula, L, coefficients):
        st.integers(1, 4))
 def test_kernels_are_symmetric_and_psd(x, formula, depth):
     """The exact kernels are PSD, so λ_min of the computed ones ≥ −‖E‖₂ (Weyl; E ≥ |error| entrywise,
-    the first-order rounding bound above) minus eigvalsh's own backward error 10·N·u·‖M‖₂."""
+    the rounding bound above) minus eigvalsh's own backward error 10·N·u·‖M‖₂."""
     mlp = sn.MLP(formula, depth=depth, sigma_w=1.4, sigma_b=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sn.PrecisionWarning)  # large q: the tanh series' own bound, not rounding
