@@ -184,7 +184,8 @@ def _rows(tree, start, size, axis):
 
 
 def _assemble(tile_fn, coef, side1, side2, diagonal, dtype, tile, progress):
-    """The (N1, N2) kernel tile by tile; ``diagonal`` = (K, Θ) of x1 with itself marks a symmetric kernel."""
+    """The (N1, N2) kernel tile by tile, and the largest series bound the tiles reported (0 without
+    one); ``diagonal`` = (K, Θ) of x1 with itself marks a symmetric kernel."""
     (x1, f1), (x2, f2) = side1, side2
     symmetric = diagonal is not None
     n1, n2 = x1.shape[0], x2.shape[0]
