@@ -69,7 +69,7 @@ def run_case(formula, method):
         fn = jax.jit(lambda a, b, e, f=sn.derive(formula).jax(checked=False): f(a, b, e)[0])
     else:
         fn = grid_dual(PHI[formula])
-    t = timed(fn, q1, c, q2, reps=3 if method == "ours" else 1)
+    t = timed(fn, q1, c, q2, reps=5 if method == "ours" else 2)
     V = np.asarray(fn(q1, c, q2))
     report(seconds=t, values=[float(V[i, j]) for i, j in idx])
 

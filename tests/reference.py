@@ -33,17 +33,20 @@ def np_function(expr):
     return lambda v: float(f(v))
 
 
-def boundary(f_expr, g_expr, q1, q2, sign):
-    """30-digit E[f(u) g(v)] at c = 0 (sign = 0) or c = sign·√(q1 q2) (sign = ±1)."""
+def boundary(f_expr, g_expr, q1, q2, sign, kinks=()):
+    """30-digit E[f(u) g(v)] at c = 0 (sign = 0) or c = sign·√(q1 q2) (sign = ±1); the
+    integration is split at 0 and at the images z of the ``kinks`` x of f and g."""
     with mp.workdps(DPS):
         f, g = mp_function(f_expr), mp_function(g_expr)
         s1, s2 = mp.sqrt(mp.mpf(q1)), mp.sqrt(mp.mpf(q2))
-        pts = [-mp.inf, 0, mp.inf]
+        pts = lambda *zs: [-mp.inf, *sorted({mp.mpf(0), *zs}), mp.inf]  # noqa: E731
+        k = [mp.mpf(v) for v in kinks]
         if sign == 0:
-            ef = mp.quad(lambda z: mp.npdf(z) * f(s1 * z), pts)
-            eg = mp.quad(lambda z: mp.npdf(z) * g(s2 * z), pts)
+            ef = mp.quad(lambda z: mp.npdf(z) * f(s1 * z), pts(*(v / s1 for v in k)))
+            eg = mp.quad(lambda z: mp.npdf(z) * g(s2 * z), pts(*(v / s2 for v in k)))
             return ef * eg
-        return mp.quad(lambda z: mp.npdf(z) * f(s1 * z) * g(sign * s2 * z), pts)
+        return mp.quad(lambda z: mp.npdf(z) * f(s1 * z) * g(sign * s2 * z),
+                       pts(*(v / s1 for v in k), *(sign * v / s2 for v in k)))
 
 
 Z_CUT = 40.0  # Gaussian mass beyond |z| = 40 is e^-800: nothing, and exp(x) stays finite there

@@ -42,3 +42,9 @@ def test_symbolic_parameter_with_closed_form():
 def test_hermite_warns_when_bound_exceeds_tolerance():
     with pytest.warns(sn.PrecisionWarning, match="n_terms"):
         sn.derive("tanh(x)").jax()(1000.0, 1000.0, 1000.0)
+
+
+@pytest.mark.parametrize("n_terms", [0, 321, 2.5])
+def test_hermite_truncation_outside_what_the_rule_resolves_is_rejected(n_terms):
+    with pytest.raises(sn.DerivationError, match="n_terms"):
+        sn.derive("tanh(x)", n_terms=n_terms)

@@ -105,3 +105,27 @@ def test_vectorised_arctan2_is_within_one_ulp_and_has_the_exact_gradient():
         [0.0, np.pi, np.pi / 2, -np.pi / 2]
     g = jax.grad(arctan2, argnums=(0, 1))(0.3, -0.7)
     assert np.allclose(g, (-0.7 / 0.58, -0.3 / 0.58), rtol=1e-15)
+
+
+
+@pytest.mark.parametrize("formula", ["tanh(x)", "elu(x)", "silu(x)"])
+def test_hermite_quadrature_table_matches_adaptive_quadrature(formula):
+    """The graded 544-node table gives aₙ(q) = E[φ(√q z) hₙ(z)] to 1e-14 of √E[φ²] against
+    QUADPACK on φ lambdified by SymPy (unit panels, plus breakpoints at ±1/√q and ±10/√q where
+    φ(√q z) changes; its own error estimate added), for q = 1e-4 … 1e3 and n up to 95."""
+    from math import factorial, sqrt
+    import sympy
+    from scipy import integrate, special
+    from symntk.gaussian import hermite
+    act = sn.activation(formula)
+    phi_np = sympy.lambdify(sympy.Symbol("x"), act.expr, "numpy")
+    phi = sn.derive(formula).module().phi
+    for q in (1e-4, 1.0, 1e3):
+        a, m = hermite.hermite_coefficients(phi, np.array(q), 96)
+        edges = np.unique(np.r_[np.linspace(-10, 10, 21), [s / sqrt(q) for s in (-10, -1, 1, 10) if abs(s / sqrt(q)) < 10]])
+        for n in (0, 1, 7, 40, 95):
+            norm = sqrt(factorial(n) * 2 * np.pi)
+            f = lambda z: phi_np(sqrt(q) * z) * special.eval_hermitenorm(n, z) * np.exp(-z * z / 2) / norm  # noqa: E731
+            parts = [integrate.quad(f, lo, hi, limit=200, epsabs=1e-18, epsrel=1e-15) for lo, hi in zip(edges[:-1], edges[1:])]
+            ref, err = sum(v for v, _ in parts), sum(e for _, e in parts)
+            assert abs(float(a[n]) - ref) <= 1e-14 * sqrt(float(m)) + err, (q, n, float(a[n]), ref, err)

@@ -63,8 +63,10 @@ def test_tiles_and_blocks_agree_with_one_shot(formula):
     diag = mlp.kernel(X, diagonal=True)
     for a, b in ((full.nngp, tiled.nngp), (full.ntk, tiled.ntk)):
         np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(block.nngp, full.nngp[:13, 20:37], rtol=1e-13)
-    np.testing.assert_allclose(block.ntk, full.ntk[:13, 20:37], rtol=1e-13)
+    # different tile shapes compile to differently ordered sums: rounding relative to the kernel's
+    # scale (entries near 0 are sums of O(1) terms), not to each entry
+    for a, b in ((block.nngp, full.nngp), (block.ntk, full.ntk)):
+        np.testing.assert_allclose(a, b[:13, 20:37], rtol=1e-13, atol=1e-15 * np.max(np.abs(b)))
     np.testing.assert_array_equal(diag.nngp, np.diag(full.nngp))
     np.testing.assert_array_equal(diag.ntk, np.diag(full.ntk))
 

@@ -18,7 +18,7 @@ import sympy as sp
 from .. import codegen
 from ..activation import Activation, activation as parse, x
 from ..errors import CovarianceError, DerivationError, DivergentIntegralError, PrecisionWarning
-from .hermite import DEFAULT_TERMS
+from .hermite import DEFAULT_TERMS, MAX_TERMS
 from .moments import c, q1, q2
 from .price import price_descent
 from .terms import Unsupported, decompose, diff_terms
@@ -44,6 +44,7 @@ class DualActivation:
     steps: list = field(repr=False)
     conditions: list = field(default_factory=list, repr=False)
     n_terms: int = 0
+    kinks: tuple = ()
     key: str = ""
 
     # ------------------------------------------------------------------ code
@@ -140,7 +141,8 @@ def _render(dual: DualActivation) -> str:
         imports = ["from symntk.gaussian import hermite"]
         fns = pointwise + [
                f"def features(q):\n    \"\"\"Hermite coefficients of phi and phi' at variance q (Mehler series, N = {dual.n_terms}).\"\"\"\n"
-               f"    return hermite.features(phi, dphi, q, n_terms={dual.n_terms})",
+               f"    return hermite.features(phi, dphi, q, n_terms={dual.n_terms}"
+               + (f", kinks={dual.kinks!r})" if dual.kinks else ")"),
                "def pair(f1, c, f2):\n    \"\"\"(V, Vdot) for broadcasting per-point features f1, f2 and covariance c.\"\"\"\n"
                "    V, Vdot, _, _ = hermite.pair(f1, c, f2)\n    return V, Vdot",
                "def diagonal(f):\n    \"\"\"(V, Vdot) at q1 = q2 = c: the exact second moments.\"\"\"\n"
@@ -196,6 +198,25 @@ def _growth_check(act):
                                          "E[φ(u)φ(v)] diverges for large q and no closed form was found")
 
 
+KINK_RANGE = 10 * np.sqrt(1e3)  # z = x/√q reaches the rule's range [−10, 10] for q ≤ 1e3
+
+
+def _kinks(expr):
+    """The points x ≠ 0 where a Heaviside factor of φ switches (φ or φ' has a kink or a jump there),
+    sorted: sign changes of each Heaviside argument on a grid of spacing 0.005 over |x| ≤ KINK_RANGE,
+    refined by bisection to machine precision.  The Hermite rule puts panel edges at their images."""
+    from scipy.optimize import brentq
+
+    grid = np.linspace(-KINK_RANGE, KINK_RANGE, 2**17 + 1)
+    found = set()
+    for h in expr.atoms(sp.Heaviside):
+        f = sp.lambdify(x, h.args[0], modules=[{"Heaviside": lambda v, h0=0.5: np.heaviside(v, h0)}, "numpy"])
+        s = np.sign(np.broadcast_to(np.asarray(f(grid), dtype=float), grid.shape))
+        found.update(grid[s == 0])
+        found.update(brentq(f, grid[i], grid[i + 1], xtol=1e-300) for i in np.nonzero(s[:-1] * s[1:] < 0)[0])
+    return tuple(sorted({float(np.float64(r)) for r in found if abs(r) > 1e-12}))
+
+
 def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool = False) -> DualActivation:
     """Derive the dual activation of ``act`` (an :class:`Activation` or a formula string).
 
@@ -204,6 +225,9 @@ def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool 
     strategy.
     """
     act = parse(act)
+    if not (isinstance(n_terms, (int, np.integer)) and 1 <= n_terms <= MAX_TERMS):
+        raise DerivationError(f"n_terms = {n_terms!r}: the Hermite truncation must be an integer in 1 … {MAX_TERMS} "
+                              f"(the quadrature rule of its coefficients resolves hₙ up to n = {MAX_TERMS})")
     key = codegen.expression_key(ENGINE_VERSION, _FINGERPRINT, act.expr, n_terms)
     path = codegen.cache_dir() / f"dual_{key}.pkl"
     if cache and not refresh and path.exists():
@@ -212,13 +236,13 @@ def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool 
         return DualActivation(act, **d)
     try:
         V, Vd, k, steps, conds, method = _closed_form(act.expr)
-        n = 0
+        n, kinks = 0, ()
     except Unsupported as why:
         if act.params:
             raise DerivationError(f"no closed form for {act.expr} ({why}); bind the parameters "
                                   f"{[p.name for p in act.params]} to numbers for the numerical strategy") from None
         _growth_check(act)
-        n, k, conds, method = n_terms, 0, [], "hermite"
+        n, k, conds, method, kinks = n_terms, 0, [], "hermite", _kinks(act.expr)
         a = sp.Function("a")
         nn = sp.Symbol("n", integer=True)
         rho = c / sp.sqrt(q1 * q2)
@@ -227,8 +251,12 @@ def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool 
         steps = [("no closed form", str(why)),
                  ("Hermite coefficients", r"a_n(q) = \mathbb{E}[\varphi(\sqrt{q} z)\, He_n(z)]/\sqrt{n!}"),
                  ("truncation bound", r"|\rho|^{N}\sqrt{T(q_1)T(q_2)},\ T(q)=\mathbb{E}[\varphi(\sqrt q z)^2]-\sum_{n<N} a_n(q)^2")]
+        if kinks:
+            steps.append(("kinks away from 0, panel edges at their images", r"z = x_k/\sqrt{q},\ x_k \in \{"
+                          + ", ".join(f"{k:.17g}" for k in kinks) + r"\}"))
     conds = list(dict.fromkeys(sp.factor(cd) for cd in conds if not (cd.is_number and cd > 0)))
-    d = dict(method=method, nngp_expr=V, ntk_expr=Vd, order=k, steps=steps, conditions=conds, n_terms=n, key=key)
+    d = dict(method=method, nngp_expr=V, ntk_expr=Vd, order=k, steps=steps, conditions=conds, n_terms=n,
+             kinks=kinks, key=key)
     if cache:
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:

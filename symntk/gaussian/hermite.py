@@ -10,23 +10,36 @@ computes them once per point (one matrix product with a fixed quadrature table),
 :func:`pair` costs N multiply-adds per kernel entry — memory O(N1·N2), never a
 quadrature grid per entry.  On the diagonal (q1 = q2 = c) the exact second moments
 E[φ²], E[φ'²] are used instead of the series.  The one-point integrals use a composite
-Gauss–Legendre rule on z ∈ [−10, 10] (Gaussian mass outside < 2e−23) fine enough to
-resolve φ(√q z) for q ≤ 1e3.
+16-point Gauss–Legendre rule on z ∈ [−10, 10] (Gaussian mass outside < 2e−23), 544 nodes:
+panels of width 1 for |z| ≥ 1, which resolve hₙ(z) for n ≤ 320, and panels halving towards
+z = 0 down to 1/128, which resolve φ(√q z) for q ≤ 1e3 (φ changes on the scale |z| ~ 1/√q
+there, and the catalog's kinks sit at z = 0, a panel edge).  Against a 5120-panel reference
+the coefficients agree to 2e−15 of √E[φ²] for every catalog activation, q ∈ [1e−4, 1e3].
+An activation with kinks away from 0 (``relu(x + 1)``, hard tanh) passes their locations xₖ:
+each point's rule then gets the extra panel edges xₖ/√q, and its coefficients come from the
+three-term recurrence at those per-point nodes instead of the shared table.
 """
 from __future__ import annotations
 
 import numpy as np
 import jax.numpy as jnp
+from jax import lax
 
 from .._numerics import clip_cov
 
-Z_MAX, PANELS, ORDER = 10.0, 640, 12
-DEFAULT_TERMS = 96
+Z_MAX, ORDER, FINEST = 10.0, 16, 1 / 128
+DEFAULT_TERMS, MAX_TERMS = 96, 320  # the rule resolves hₙ to ~1e-15 up to n ≈ 320 (1e-14 at 384)
+
+
+def _edges():
+    """Panel edges: 0, 1/128, 1/64, …, 1/2, 1, 2, …, 10 and their mirror images."""
+    pos = np.concatenate([[0.0], FINEST * 2.0 ** np.arange(7), np.arange(1.0, Z_MAX + 1)])
+    return np.concatenate([-pos[:0:-1], pos])
 
 
 def _nodes():
     x, w = np.polynomial.legendre.leggauss(ORDER)
-    edges = np.linspace(-Z_MAX, Z_MAX, PANELS + 1)
+    edges = _edges()
     mid, half = (edges[1:] + edges[:-1]) / 2, (edges[1:] - edges[:-1]) / 2
     z = (mid[:, None] + half[:, None] * x[None, :]).ravel()
     wz = (half[:, None] * w[None, :]).ravel() * np.exp(-z**2 / 2) / np.sqrt(2 * np.pi)
@@ -49,28 +62,47 @@ def _table(n_terms):
     return _TABLES[n_terms]
 
 
-def _at_nodes(phi, q):
-    """φ(√q z_k) at the quadrature nodes, shape q.shape + (nodes,)."""
-    return phi(jnp.sqrt(q)[..., None] * jnp.asarray(_Z, q.dtype))
+def _rule(q, kinks):
+    """Nodes z and weights w·γ(z): the shared table, or per point (shape q.shape + (nodes,)) with the
+    kinks' images xₖ/√q, clipped to [−Z_MAX, Z_MAX], as extra panel edges."""
+    if not kinks:
+        return jnp.asarray(_Z, q.dtype), jnp.asarray(_WZ, q.dtype)
+    x, w = (jnp.asarray(v, q.dtype) for v in np.polynomial.legendre.leggauss(ORDER))
+    zk = jnp.clip(jnp.asarray(kinks, q.dtype) / jnp.sqrt(q)[..., None], -Z_MAX, Z_MAX)
+    edges = jnp.sort(jnp.concatenate([jnp.broadcast_to(jnp.asarray(_edges(), q.dtype), q.shape + (_edges().size,)), zk], -1), -1)
+    mid, half = (edges[..., 1:] + edges[..., :-1]) / 2, (edges[..., 1:] - edges[..., :-1]) / 2
+    z = (mid[..., None] + half[..., None] * x).reshape(q.shape + (-1,))
+    return z, (half[..., None] * w).reshape(z.shape) * jnp.exp(-z**2 / 2) / np.sqrt(2 * np.pi)
 
 
-def _second_moment(f):
-    """E[φ(√q z)²] from φ at the nodes."""
-    return (f * f) @ jnp.asarray(_WZ, f.dtype)
+def _project(fw, z, n_terms):
+    """Σₖ fwₖ hₙ(zₖ) for n < n_terms at per-point nodes, by the three-term recurrence (a ``lax.scan``)."""
+    def step(h, n):
+        h_prev, h_n = h
+        return (h_n, (z * h_n - jnp.sqrt(n) * h_prev) / jnp.sqrt(n + 1)), jnp.sum(fw * h_n, -1)
+    _, a = lax.scan(step, (jnp.zeros_like(z), jnp.ones_like(z)), jnp.arange(n_terms, dtype=z.dtype))
+    return jnp.moveaxis(a, 0, -1)
 
 
-def hermite_coefficients(phi, q, n_terms):
+def _moments(phi, q, n_terms, kinks):
+    """(aₙ(q) for n < n_terms, E[φ(√q z)²], the rule); shapes q.shape + (n_terms,) and q.shape."""
+    z, wz = _rule(q, kinks)
+    f = phi(jnp.sqrt(q)[..., None] * z)
+    a = f @ jnp.asarray(_table(n_terms), q.dtype) if not kinks else _project(f * wz, z, n_terms)
+    return a, jnp.sum(f * f * wz, -1), (z, wz)
+
+
+def hermite_coefficients(phi, q, n_terms, kinks=()):
     """aₙ(q) for n < n_terms and E[φ(√q z)²]; shapes q.shape + (n_terms,) and q.shape."""
-    q = jnp.asarray(q)
-    f = _at_nodes(phi, q)
-    return f @ jnp.asarray(_table(n_terms), q.dtype), _second_moment(f)
+    return _moments(phi, jnp.asarray(q), n_terms, kinks)[:2]
 
 
-def features(phi, dphi, q, n_terms=DEFAULT_TERMS):
-    """Per-point data of the series: (q, aₙ, bₙ, T_V, T_V̇, E[φ²], E[φ'²]) for an array q of variances."""
+def features(phi, dphi, q, n_terms=DEFAULT_TERMS, kinks=()):
+    """Per-point data of the series: (q, aₙ, bₙ, T_V, T_V̇, E[φ²], E[φ'²]) for an array q of variances
+    (``kinks``: where φ has kinks or jumps away from x = 0)."""
     q = jnp.asarray(q)
-    a, m = hermite_coefficients(phi, q, n_terms + 1)
-    d = _second_moment(_at_nodes(dphi, q))
+    a, m, (z, wz) = _moments(phi, q, n_terms + 1, kinks)
+    d = jnp.sum(dphi(jnp.sqrt(q)[..., None] * z) ** 2 * wz, -1)
     k = jnp.arange(1, n_terms + 1, dtype=q.dtype)
     b = a[..., 1:] * jnp.sqrt(k / q[..., None])
     a = a[..., :n_terms]
@@ -79,10 +111,16 @@ def features(phi, dphi, q, n_terms=DEFAULT_TERMS):
 
 
 def _horner(A1, A2, rho):
-    acc = jnp.zeros(jnp.broadcast_shapes(A1.shape[:-1], A2.shape[:-1], rho.shape), rho.dtype)
+    """Σₙ A1ₙ A2ₙ ρⁿ = E(ρ²) + ρ O(ρ²): two independent Horner chains, even and odd n (1.7× faster
+    on CPU than one chain, whose every step waits for the previous one)."""
+    r2 = rho * rho
+    even = odd = jnp.zeros(jnp.broadcast_shapes(A1.shape[:-1], A2.shape[:-1], rho.shape), rho.dtype)
     for n in range(A1.shape[-1] - 1, -1, -1):
-        acc = acc * rho + A1[..., n] * A2[..., n]
-    return acc
+        if n % 2:
+            odd = odd * r2 + A1[..., n] * A2[..., n]
+        else:
+            even = even * r2 + A1[..., n] * A2[..., n]
+    return even + rho * odd
 
 
 def pair(f1, c, f2):
