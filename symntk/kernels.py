@@ -96,12 +96,23 @@ class MLP:
             x2 = jnp.asarray(x2, dtype)
             k, bound = _assemble(self._tile, coef, (x1, f1), (x2, self._diag(x2, coef)[0]), None, dtype, tile,
                                  progress)
-        if bound > RELATIVE_TOLERANCE:
-            warnings.warn(f"{self.activation.expr}: the Hermite series of its dual activation is truncated with an "
-                          f"error bound of {bound:.2g} relative to the kernel's scale at the variances and "
-                          f"correlations reached; rescale the inputs (or σ_w) towards variance ~1, or use more terms "
-                          f"(MLP(..., n_terms > {self.dual.n_terms}))", PrecisionWarning, stacklevel=2)
+        warn_truncation(self.dual, bound, "MLP")
         return k
+
+
+def warn_truncation(dual, bound, owner):
+    """A PrecisionWarning when ``bound``, the largest truncation bound of ``dual``'s Hermite series
+    relative to the kernel's scale (:func:`hermite.relative_bound`), exceeds 1e-10."""
+    if bound > RELATIVE_TOLERANCE:
+        warnings.warn(f"{dual.activation.expr}: the Hermite series of its dual activation is truncated with an "
+                      f"error bound of {bound:.2g} relative to the kernel's scale at the variances and "
+                      f"correlations reached; rescale the inputs (or the weight variance) towards variance ~1, or "
+                      f"use more terms ({owner}(..., n_terms > {dual.n_terms}))", PrecisionWarning, stacklevel=3)
+
+
+def series_bound(mod):
+    """``hermite.relative_bound`` for a generated Hermite-series module, None for a closed form."""
+    return hermite.relative_bound if hasattr(mod, "dual_with_bound") else None
 
 
 @lru_cache(maxsize=None)
@@ -109,7 +120,7 @@ def _passes(mod):
     """The jitted diagonal and pair passes of one generated module, shared by every MLP using it
     (jit then compiles once per input shape, not once per instance).  The pair pass also returns
     the Hermite series' truncation bound (0 for the other strategies)."""
-    bound = hermite.relative_bound if hasattr(mod, "dual_with_bound") else None  # a Hermite-series module
+    bound = series_bound(mod)
     return (jax.jit(partial(_diagonal_pass, mod.features, mod.diagonal)),
             jax.jit(lambda x1, x2, f1, f2, coef: _tile_pass(mod.pair, _dot(x1, x2), f1, f2, coef, bound)))
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import DataError
 from .gaussian import derive
-from .kernels import _check_x, _diagonal_pass, _dot, _tile_pass
+from .kernels import _check_x, _diagonal_pass, _dot, _tile_pass, series_bound, warn_truncation
 from .solve import volterra
 
 #: largest (time points) × (train + test points) for which ``predict`` forms the covariance N9 by default
@@ -128,8 +128,9 @@ class LangevinMLP:
         batch = max(1, min(t.size, PAIR_ENTRIES // (x1.shape[0] * x2.shape[0])))
         f1, diag = self._features(self._params, nodes, x1)
         f2 = f1 if x2 is x1 else self._features(self._params, nodes, x2)[0]
-        C, Kd = (np.array(a) for a in _pair_map(self._pair, batch, self._params, jnp.asarray(index),
-                                                 nodes, _dot(x1, x2), f1, f2))
+        C, Kd, bound = (np.array(a) for a in _pair_map(self._pair, batch, self._params, jnp.asarray(index),
+                                                        nodes, _dot(x1, x2), f1, f2))
+        warn_truncation(self.dual, np.max(bound), "LangevinMLP")
         if x2 is x1:
             same = np.flatnonzero(t.ravel() == s.ravel())
             i = np.arange(x1.shape[0])
@@ -202,9 +203,11 @@ class LangevinMLP:
         elif covariance and size > COVARIANCE_SIZE * 4:
             raise DataError(f"the covariance N9 needs ~{2 * 8 * size**2 / 2**30:.1f} GiB and O({size}³) work "
                             f"({len(grid)} times × {len(x_all)} points); use fewer, or covariance=False")
-        features = self._features(self._params, jnp.asarray(grid), jnp.asarray(x_all))[0]
+        features, (_, self_kernel) = self._features(self._params, jnp.asarray(grid), jnp.asarray(x_all))
         dot = _dot(jnp.asarray(x_all), jnp.asarray(x_train))
-        mean = volterra.mean(self._pair, self._params, grid, dot, features, jnp.asarray(y))
+        mean, bound = volterra.mean(self._pair, self._params, grid, dot, features, self_kernel[:, :len(y)],
+                                    jnp.asarray(y))
+        warn_truncation(self.dual, float(bound), "LangevinMLP")
         cov = None
         if covariance:
             C, Kd = self.kernels(grid[:, None], grid[None, :], x_all)
@@ -224,7 +227,7 @@ def _compiled(module, depth):
     """The jitted per-time features pass and the (unjitted) pair step of one activation and depth,
     shared by every LangevinMLP with them (parameters are traced, so nothing recompiles)."""
     features = jax.jit(jax.vmap(partial(_features, module.features, module.diagonal, depth), in_axes=(None, 0, None)))
-    return features, partial(_pair, module.pair, depth)
+    return features, partial(_pair, module.pair, series_bound(module), depth)
 
 
 def _coefficients(depth, m):
@@ -240,11 +243,12 @@ def _features(features, diagonal, depth, params, t, x):
     return _diagonal_pass(features, diagonal, x, _coefficients(depth, m))
 
 
-def _pair(pair, depth, params, t, s, dot, f1, f2):
-    """(C, K_d)(t, s) of N5, N7 between two point sets given ``dot`` = x·x'/d and their features at t and s."""
+def _pair(pair, bound, depth, params, t, s, dot, f1, f2):
+    """(C, K_d)(t, s) of N5, N7 between two point sets given ``dot`` = x·x'/d and their features at t and s,
+    and the largest relative truncation bound of a Hermite series over the layers (0 for a closed form)."""
     m = weight_autocorrelation(t, s, *params)
-    C, G = _tile_pass(pair, dot, f1, f2, _coefficients(depth, m))
-    return C, jnp.exp(-params[2] * jnp.abs(t - s)) * G
+    C, G, *worst = _tile_pass(pair, dot, f1, f2, _coefficients(depth, m), bound)
+    return C, jnp.exp(-params[2] * jnp.abs(t - s)) * G, worst[0] if worst else jnp.zeros((), C.dtype)
 
 
 @partial(jax.jit, static_argnums=(0, 1))

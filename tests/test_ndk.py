@@ -185,11 +185,12 @@ def test_mean_is_linear_in_y_and_covariance_does_not_depend_on_y():
 @pytest.mark.parametrize("act", ["erf(x)", "relu(x)"])
 def test_scan_solver_equals_the_dense_block_operator(act):
     """The jitted forward substitution and the dense (I + A_XX)⁻¹ solve of the same scheme agree
-    to rounding: f̄ = A (I + A_XX)⁻¹ Ȳ."""
+    to rounding: f̄ = A (I + A_XX)⁻¹ Ȳ (both with K_d(t, t, x, x) from the exact diagonal pass: through
+    the pair formula at ρ = 1, ReLU's V̇ carries ~1e-9 of rounding from the arccos kink)."""
     x, y = points(29, 7), labels(29, 5)
     net = LangevinMLP(act, 2, 1.2, 0.9, 0.3)
     sol = net.predict(x[:5], y, x[5:], n_times=25, covariance=False)
-    Kd = net.ndk(sol.grid[:, None], sol.grid[None, :], x, x[:5])
+    Kd = net.ndk(sol.grid[:, None], sol.grid[None, :], x)[..., :5]
     A = volterra.operator(sol.grid, Kd)
     rows = (np.arange(25)[:, None] * 7 + np.arange(5)).ravel()
     dense = A @ np.linalg.solve(np.eye(25 * 5) + A[rows], np.tile(y, 25))
@@ -293,3 +294,20 @@ def test_langevin_ensemble_agrees_with_the_theory_at_depth_two(act):
     """Depth 2 (N × N hidden weights: ~10 min per width on 2 CPU cores), 200 networks."""
     (b1, se1), (b2, se2) = _ensemble_bias(act, 2, (256, 512), 200, 1.5, 0.005)
     assert np.all(np.abs(b2) <= 4.5 * np.hypot(se1, se2) + np.abs(b1 - b2)), (b2, se2)
+
+
+def test_hermite_truncation_bound_is_reported():
+    """A Hermite-series activation at large variance (tanh, q ≈ 30: bound ~1e-2, see hermite.py) warns
+    from kernels() and predict(); at q ≈ 0.5 (bound < 1e-10) and for a closed form it is silent."""
+    import warnings
+    x, y = points(3, 6), labels(3, 4)
+    big = LangevinMLP("tanh(x)", 1, 30.0, 30.0, 0.1)
+    with pytest.warns(sn.PrecisionWarning, match="LangevinMLP"):
+        big.kernels(0.0, 0.0, x)
+    with pytest.warns(sn.PrecisionWarning, match="LangevinMLP"):
+        big.predict(x[:4], y, x[4:], n_times=8, covariance=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sn.PrecisionWarning)
+        for net in (LangevinMLP("tanh(x)", 1, 0.5, 0.5, 0.1), LangevinMLP("erf(x)", 1, 30.0, 30.0, 0.1)):
+            net.kernels(0.0, 0.0, x)
+            net.predict(x[:4], y, x[4:], n_times=8, covariance=False)

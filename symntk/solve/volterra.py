@@ -37,42 +37,49 @@ def weights(t):
     return W + np.diag(last)
 
 
-def mean(pair, params, t, dot, features, y):
+def mean(pair, params, t, dot, features, self_kernel, y):
     """N8 on the grid ``t``: f̄(t_n) at every point, shape (N, P_all), training points first.
 
-    ``pair(params, t, s, dot, f1, f2) -> (C, K_d)`` evaluates the kernels between two point sets
-    at times (t, s); ``dot`` (P_all, P) is x·x'/d of all points against the training points; ``features``
-    holds every point's per-layer features at every grid time (leaves (N, L, P_all, …)).
+    ``pair(params, t, s, dot, f1, f2) -> (C, K_d, bound)`` evaluates the kernels between two point
+    sets at times (t, s) and their largest series truncation bound; ``dot`` (P_all, P) is x·x'/d of
+    all points against the training points; ``features`` holds every point's per-layer features at
+    every grid time (leaves (N, L, P_all, …)); ``self_kernel`` (N, P) is K_d(t_n, t_n, x_μ, x_μ) from
+    the exact diagonal pass, which replaces the pair's value there.  Returns (f̄, the largest bound
+    over the pairs used).
     """
     w, last = trapezoid(t)
-    return _mean(pair, params, jnp.asarray(t), jnp.asarray(w), jnp.asarray(last), dot, features, y)
+    return _mean(pair, params, jnp.asarray(t), jnp.asarray(w), jnp.asarray(last), dot, features, self_kernel, y)
 
 
 @partial(jax.jit, static_argnums=0)
-def _mean(pair, params, t, w, last, dot, features, y):
+def _mean(pair, params, t, w, last, dot, features, self_kernel, y):
     N, P, P_all = t.shape[0], y.shape[0], dot.shape[0]
     at = lambda tree, i: jax.tree.map(lambda a: a[i], tree)  # noqa: E731
     train = jax.tree.map(lambda a: a[:, :, :P], features)
 
-    def step(R, n):
+    def step(carry, n):
         fn = at(features, n)
 
-        def history(j, acc):  # Σ_m w_m K_nm r_m over the nodes m = j·CHUNK + (0..CHUNK−1) < n
+        def history(j, carry):  # Σ_m w_m K_nm r_m over the nodes m = j·CHUNK + (0..CHUNK−1) < n
+            acc, worst = carry
             ms = jnp.minimum(j * CHUNK + jnp.arange(CHUNK), N - 1)
-            K = jax.vmap(lambda m: pair(params, t[n], t[m], dot, fn, at(train, m))[1])(ms)
-            wm = jnp.where(j * CHUNK + jnp.arange(CHUNK) < n, w[ms], 0.0)
-            return acc + jnp.einsum("c,cij,cj->i", wm, K, R[ms])
+            _, K, bound = jax.vmap(lambda m: pair(params, t[n], t[m], dot, fn, at(train, m)))(ms)
+            valid = j * CHUNK + jnp.arange(CHUNK) < n
+            wm = jnp.where(valid, w[ms], 0.0)
+            return acc + jnp.einsum("c,cij,cj->i", wm, K, R[ms]), jnp.maximum(worst, jnp.max(jnp.where(valid, bound, 0)))
 
-        acc = jax.lax.fori_loop(0, (n + CHUNK - 1) // CHUNK, history, jnp.zeros(P_all, t.dtype))
-        K = pair(params, t[n], t[n], dot, fn, at(train, n))[1]
+        R, worst = carry
+        acc, worst = jax.lax.fori_loop(0, (n + CHUNK - 1) // CHUNK, history, (jnp.zeros(P_all, t.dtype), worst))
+        _, K, bound = pair(params, t[n], t[n], dot, fn, at(train, n))
+        K = K.at[jnp.arange(P), jnp.arange(P)].set(self_kernel[n])
         half = last[n]
         f_train = jnp.linalg.solve(jnp.eye(P, dtype=t.dtype) + half * K[:P], acc[:P] + half * K[:P] @ y)
         r = y - f_train
-        return R.at[n].set(r), acc + half * K @ r
+        return (R.at[n].set(r), jnp.maximum(worst, bound)), acc + half * K @ r
 
     R = jnp.zeros((N, P), t.dtype).at[0].set(y)
-    _, f = jax.lax.scan(step, R, jnp.arange(1, N))
-    return jnp.concatenate([jnp.zeros((1, P_all), t.dtype), f])
+    (_, worst), f = jax.lax.scan(step, (R, jnp.zeros((), t.dtype)), jnp.arange(1, N))
+    return jnp.concatenate([jnp.zeros((1, P_all), t.dtype), f]), worst
 
 
 def operator(t, Kd):
