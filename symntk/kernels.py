@@ -54,6 +54,8 @@ class MLP:
     ``sigma_w``, ``sigma_b``: numbers or lists of ``depth + 1`` values (input layer first);
     ``parameterization``: ``"ntk"`` or ``"standard"`` (see :mod:`symntk.recursion.lazy`).
     ``coefficients``: the per-layer arrays (σ_w², σ_b², α_w, α_b) of that recursion.
+    ``n_terms``: the Hermite truncation N of a dual activation without closed form; by default
+    N = 96, and a kernel whose truncation bound exceeds 1e-10 is recomputed with N = 320.
     """
 
     def __init__(self, activation, depth, sigma_w=1.0, sigma_b=0.0, parameterization="ntk", n_terms=None):
@@ -63,6 +65,7 @@ class MLP:
         self.sigma_w, self.sigma_b = sigma_w, sigma_b
         self.coefficients = layer_coefficients(depth, sigma_w, sigma_b, parameterization)
         self._diag, self._tile = _passes(self.dual.module())
+        self._lengthen = n_terms is None and self.dual.method == "hermite" and self.dual.n_terms < hermite.MAX_TERMS
 
     def __repr__(self):
         return (f"MLP({str(self.activation.expr)!r}, depth={self.depth}, sigma_w={self.sigma_w}, "
@@ -87,27 +90,36 @@ class MLP:
         dtype = jnp.result_type(x1.dtype, x2.dtype if x2 is not None else x1.dtype)
         coef = tuple(jnp.asarray(a, dtype) for a in self.coefficients)
         x1 = jnp.asarray(x1, dtype)
-        f1, d1 = self._diag(x1, coef)
+        x2 = None if x2 is None else jnp.asarray(x2, dtype)
         if diagonal:
-            return Kernel(*(np.asarray(v) for v in d1))
-        if x2 is None:
-            k, bound = _assemble(self._tile, coef, (x1, f1), (x1, f1), d1, dtype, tile, progress)
-        else:
-            x2 = jnp.asarray(x2, dtype)
-            k, bound = _assemble(self._tile, coef, (x1, f1), (x2, self._diag(x2, coef)[0]), None, dtype, tile,
-                                 progress)
-        warn_truncation(self.dual, bound, "MLP")
+            return Kernel(*(np.asarray(v) for v in self._diag(x1, coef)[1]))
+        dual = self.dual
+        k, bound = _pair_kernel(self._diag, self._tile, coef, x1, x2, dtype, tile, progress)
+        if bound > RELATIVE_TOLERANCE and self._lengthen:  # the longest series the quadrature rule allows
+            dual = derive(self.activation, n_terms=hermite.MAX_TERMS)
+            k, bound = _pair_kernel(*_passes(dual.module()), coef, x1, x2, dtype, tile, progress)
+        warn_truncation(dual, bound, "MLP")
         return k
+
+
+def _pair_kernel(diag, tile_fn, coef, x1, x2, dtype, tile, progress):
+    """(Kernel, largest series bound) from the diagonal and pair passes of one generated module."""
+    f1, d1 = diag(x1, coef)
+    if x2 is None:
+        return _assemble(tile_fn, coef, (x1, f1), (x1, f1), d1, dtype, tile, progress)
+    return _assemble(tile_fn, coef, (x1, f1), (x2, diag(x2, coef)[0]), None, dtype, tile, progress)
 
 
 def warn_truncation(dual, bound, owner):
     """A PrecisionWarning when ``bound``, the largest truncation bound of ``dual``'s Hermite series
     relative to the kernel's scale (:func:`hermite.relative_bound`), exceeds 1e-10."""
     if bound > RELATIVE_TOLERANCE:
+        more = (f", or use more terms ({owner}(..., n_terms=…), up to {hermite.MAX_TERMS})"
+                if dual.n_terms < hermite.MAX_TERMS else f" (N = {dual.n_terms} is the longest series available)")
         warnings.warn(f"{dual.activation.expr}: the Hermite series of its dual activation is truncated with an "
                       f"error bound of {bound:.2g} relative to the kernel's scale at the variances and "
-                      f"correlations reached; rescale the inputs (or the weight variance) towards variance ~1, or "
-                      f"use more terms ({owner}(..., n_terms > {dual.n_terms}))", PrecisionWarning, stacklevel=3)
+                      f"correlations reached; rescale the inputs (or the weight variance) towards variance ~1"
+                      + more, PrecisionWarning, stacklevel=3)
 
 
 def series_bound(mod):

@@ -199,3 +199,34 @@ def test_bad_data_is_rejected():
         mlp.kernel(bad)
     with pytest.raises(sn.DataError, match="2-D"):
         mlp.kernel(X[0])
+
+
+def _near_duplicates(scale):
+    """Six points of variance scale² (σ_w = 1) in pairs at correlation ≈ 0.9985 (where a short Hermite
+    series is least accurate)."""
+    base = np.random.default_rng(5).normal(size=(3, 7))
+    x = np.concatenate([base, base + 0.03 * np.random.default_rng(6).normal(size=(3, 7))])
+    return scale * x * np.sqrt(7) / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_a_short_series_is_lengthened_where_its_bound_needs_it():
+    """tanh at q = 3 with near-duplicate points: N = 96 is bounded by 3e-6 there (warns when fixed;
+    the kernels differ by 5e-8 (NNGP) and 1.4e-6 (NTK) relative), so the default MLP recomputes with
+    N = 320 (bound < 1e-10: silent) and returns exactly that kernel."""
+    x = _near_duplicates(np.sqrt(3.0))
+    with pytest.warns(sn.PrecisionWarning, match="n_terms"):
+        short = sn.MLP("tanh(x)", depth=2, n_terms=96).kernel(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sn.PrecisionWarning)
+        auto = sn.MLP("tanh(x)", depth=2).kernel(x)
+        long = sn.MLP("tanh(x)", depth=2, n_terms=320).kernel(x)
+    np.testing.assert_array_equal(auto.nngp, long.nngp)
+    np.testing.assert_array_equal(auto.ntk, long.ntk)
+    gap = np.max(np.abs(short.nngp - long.nngp)) / np.max(np.abs(long.nngp))
+    assert 1e-12 < gap < 1e-5, gap
+
+
+def test_a_series_too_short_at_any_length_warns():
+    """tanh at q ≈ 100 near ρ = 1: even N = 320 is bounded by ~1e-2; the warning says so."""
+    with pytest.warns(sn.PrecisionWarning, match="longest series"):
+        sn.MLP("tanh(x)", depth=1).kernel(_near_duplicates(10.0))
