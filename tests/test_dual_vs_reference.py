@@ -61,12 +61,14 @@ def _jump(expr):
 
 def _conditioning(f_expr, g_expr, q1, c, q2):
     """At the boundary |ρ| = 1 the float c = ±√(q1 q2) is itself rounded: the exact ρ of the
-    inputs is 1 − δ with δ ~ 1e-16.  Where f and g jump at 0 (by J_f, J_g), E[f(u)g(v)] has the
-    half-power singularity (J_f J_g/2π)√(2δ) there (sign: (2/π) arcsin ρ), so a backward-stable
-    result differs from the boundary value by up to that; twice it is allowed."""
+    inputs is 1 − δ with δ ~ 1e-16, and the generated code's own rounding of q1 q2 − c² (each
+    product to u = 2⁻⁵³ relative) moves it by up to 2u more.  Where f and g jump at 0 (by J_f, J_g),
+    E[f(u)g(v)] has the half-power singularity (J_f J_g/2π)√(2δ) there (sign: (2/π) arcsin ρ), so
+    a backward-stable result differs from the boundary value by up to that at δ + 2u; twice that,
+    at δ + 4u, is allowed."""
     with mp.workdps(50):
         delta = max(float(1 - abs(mp.mpf(c)) / mp.sqrt(mp.mpf(q1) * mp.mpf(q2))), 0.0)
-    return _jump(f_expr) * _jump(g_expr) / math.pi * math.sqrt(2 * delta)
+    return _jump(f_expr) * _jump(g_expr) / math.pi * math.sqrt(2 * (delta + 4 * 2.0**-53))
 
 
 def _check_against(name, logq, ratio, rho, reference):
