@@ -55,7 +55,8 @@ class MLP:
     ``parameterization``: ``"ntk"`` or ``"standard"`` (see :mod:`symntk.recursion.lazy`).
     ``coefficients``: the per-layer arrays (σ_w², σ_b², α_w, α_b) of that recursion.
     ``n_terms``: the Hermite truncation N of a dual activation without closed form; by default
-    N = 96, and a kernel whose truncation bound exceeds 1e-10 is recomputed with N = 320.
+    N = 96, and a kernel whose truncation bound exceeds 1e-10 is recomputed with N = 320 (which
+    this MLP then keeps using).
     """
 
     def __init__(self, activation, depth, sigma_w=1.0, sigma_b=0.0, parameterization="ntk", n_terms=None):
@@ -93,12 +94,12 @@ class MLP:
         x2 = None if x2 is None else jnp.asarray(x2, dtype)
         if diagonal:
             return Kernel(*(np.asarray(v) for v in self._diag(x1, coef)[1]))
-        dual = self.dual
         k, bound = _pair_kernel(self._diag, self._tile, coef, x1, x2, dtype, tile, progress)
         if bound > RELATIVE_TOLERANCE and self._lengthen:  # the longest series the quadrature rule allows
-            dual = derive(self.activation, n_terms=hermite.MAX_TERMS)
-            k, bound = _pair_kernel(*_passes(dual.module()), coef, x1, x2, dtype, tile, progress)
-        warn_truncation(dual, bound, "MLP")
+            self.dual, self._lengthen = derive(self.activation, n_terms=hermite.MAX_TERMS), False
+            self._diag, self._tile = _passes(self.dual.module())
+            k, bound = _pair_kernel(self._diag, self._tile, coef, x1, x2, dtype, tile, progress)
+        warn_truncation(self.dual, bound, "MLP")
         return k
 
 

@@ -29,6 +29,7 @@ from .._numerics import clip_cov
 
 Z_MAX, ORDER, FINEST = 10.0, 16, 1 / 128
 DEFAULT_TERMS, MAX_TERMS = 96, 320  # the rule resolves hₙ to ~1e-15 up to n ≈ 320 (1e-14 at 384)
+BLOCK = 96  # terms of the series per fused loop (see _horner)
 
 
 def _edges():
@@ -111,16 +112,32 @@ def features(phi, dphi, q, n_terms=DEFAULT_TERMS, kinks=()):
 
 
 def _horner(A1, A2, rho):
-    """Σₙ A1ₙ A2ₙ ρⁿ = E(ρ²) + ρ O(ρ²): two independent Horner chains, even and odd n (1.7× faster
-    on CPU than one chain, whose every step waits for the previous one)."""
-    r2 = rho * rho
-    even = odd = jnp.zeros(jnp.broadcast_shapes(A1.shape[:-1], A2.shape[:-1], rho.shape), rho.dtype)
-    for n in range(A1.shape[-1] - 1, -1, -1):
-        if n % 2:
-            odd = odd * r2 + A1[..., n] * A2[..., n]
-        else:
-            even = even * r2 + A1[..., n] * A2[..., n]
-    return even + rho * odd
+    """Σₙ A1ₙ A2ₙ ρⁿ by blocks of at most BLOCK terms, highest first (acc ← acc ρᴮ + block): XLA
+    runs one unrolled 320-term loop 6× slower than a ``lax.scan`` over four 80-term blocks.  Each
+    block is E(ρ²) + ρ O(ρ²): two independent Horner chains, even and odd n (1.7× faster on CPU
+    than one chain, whose every step waits for the previous one)."""
+    n = A1.shape[-1]
+    n_blocks = -(-n // BLOCK)
+    size = -(-n // n_blocks)
+    r2, r_size = rho * rho, rho**size
+    zero = jnp.zeros(jnp.broadcast_shapes(A1.shape[:-1], A2.shape[:-1], rho.shape), rho.dtype)
+
+    def block(acc, coefficients):
+        b1, b2 = coefficients
+        even = odd = zero
+        for k in range(size - 1, -1, -1):
+            if k % 2:
+                odd = odd * r2 + b1[..., k] * b2[..., k]
+            else:
+                even = even * r2 + b1[..., k] * b2[..., k]
+        return acc * r_size + even + rho * odd, None
+
+    if n_blocks == 1:
+        return block(zero, (A1, A2))[0]
+    split = lambda A: jnp.moveaxis(  # noqa: E731  (..., n) → (blocks, ..., size), highest block first
+        jnp.pad(A, [(0, 0)] * (A.ndim - 1) + [(0, n_blocks * size - n)]).reshape(A.shape[:-1] + (n_blocks, size)),
+        -2, 0)[::-1]
+    return lax.scan(block, zero, (split(A1), split(A2)))[0]
 
 
 def pair(f1, c, f2):
