@@ -70,7 +70,8 @@ def _rule(q, kinks):
         return jnp.asarray(_Z, q.dtype), jnp.asarray(_WZ, q.dtype)
     x, w = (jnp.asarray(v, q.dtype) for v in np.polynomial.legendre.leggauss(ORDER))
     zk = jnp.clip(jnp.asarray(kinks, q.dtype) / jnp.sqrt(q)[..., None], -Z_MAX, Z_MAX)
-    edges = jnp.sort(jnp.concatenate([jnp.broadcast_to(jnp.asarray(_edges(), q.dtype), q.shape + (_edges().size,)), zk], -1), -1)
+    fixed = jnp.broadcast_to(jnp.asarray(_edges(), q.dtype), q.shape + (_edges().size,))
+    edges = jnp.sort(jnp.concatenate([fixed, zk], -1), -1)
     mid, half = (edges[..., 1:] + edges[..., :-1]) / 2, (edges[..., 1:] - edges[..., :-1]) / 2
     z = (mid[..., None] + half[..., None] * x).reshape(q.shape + (-1,))
     return z, (half[..., None] * w).reshape(z.shape) * jnp.exp(-z**2 / 2) / np.sqrt(2 * np.pi)
