@@ -29,8 +29,16 @@ def mp_function(expr):
 
 
 def np_function(expr):
-    f = sp.lambdify(x, sp.piecewise_fold(_heaviside_free(expr)), "math")
-    return lambda v: float(f(v))
+    """f as a float function; where an intermediate overflows float64 (sigmoid' = e⁻ˣ/(1 + e⁻ˣ)² at
+    x = −400) that point is evaluated in mpmath instead."""
+    f, g = sp.lambdify(x, sp.piecewise_fold(_heaviside_free(expr)), "math"), mp_function(expr)
+
+    def value(v):
+        try:
+            return float(f(v))
+        except OverflowError:
+            return float(g(mp.mpf(v)))
+    return value
 
 
 def _pts(oscillating, freq, *extra):
@@ -61,12 +69,12 @@ def boundary(f_expr, g_expr, q1, q2, sign, kinks=()):
                        _pts(osc, s1 + s2, *(v / s1 for v in k), *(sign * v / s2 for v in k)))
 
 
-Z_CUT = 40.0  # Gaussian mass beyond |z| = 40 is e^-800: nothing, and exp(x) stays finite there
+Z_CUT = 12.0  # Gaussian mass beyond |z| = 12 is 4e-33 (nothing), and exp(√q z) stays finite for q ≤ 3400
 
 
 def double_quad(f_expr, g_expr, q1, c, q2):
     """(value, error estimate) of E[f(u) g(v)] by nested QUADPACK in z1, z2 (standard normals),
-    each on [−40, 40] (so exp(√q z) cannot overflow float64)."""
+    each on [−12, 12] (so exp(√q z) cannot overflow float64 for q ≤ 3400)."""
     f, g = np_function(f_expr), np_function(g_expr)
     a = c / math.sqrt(q1)
     b = math.sqrt(max(q2 - c * c / q1, 0.0))

@@ -1,3 +1,6 @@
+import importlib
+import warnings
+
 import numpy as np
 import pytest
 
@@ -39,9 +42,28 @@ def test_symbolic_parameter_with_closed_form():
     assert d.nngp_expr.has(sn.activation("leaky_relu(x, a)").params[0])
 
 
-def test_hermite_warns_when_bound_exceeds_tolerance():
-    with pytest.warns(sn.PrecisionWarning, match="n_terms"):
-        sn.derive("tanh(x)").jax()(1000.0, 1000.0, 1000.0)
+def test_series_beyond_its_bound_is_replaced_by_quadrature_without_warning():
+    """tanh at q = 1e3, ρ = 0.999: the series' own bound is far above 1e-10, so the checked call
+    returns the nested quadrature's value (whose estimate is within 1e-10), silently."""
+    d = sn.derive("tanh(x)")
+    args = (np.float64(1e3), np.float64(999.0), np.float64(1e3))
+    V_series, _, bound, _ = (float(v) for v in d.module().dual_with_bound(*args))
+    assert bound > 1e-6 * abs(V_series)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sn.PrecisionWarning)
+        V, Vdot = d.jax()(*args)
+    Vq, Vdq, err, err_dot = (float(v) for v in d.module().dual_by_quadrature(*args))
+    # the same rule, jitted there and eager here: equal up to rounding in the last bits
+    assert np.allclose((float(V), float(Vdot)), (Vq, Vdq), rtol=1e-14, atol=0)
+    assert err <= 1e-10 * abs(Vq) and err_dot <= 1e-10 * abs(Vdq)
+
+
+def test_warns_when_even_quadrature_misses_the_tolerance(monkeypatch):
+    """The warning path: with a tolerance below what float64 quadrature can estimate (1e-20)."""
+    engine = importlib.import_module("symntk.gaussian.derive")
+    monkeypatch.setattr(engine, "RELATIVE_TOLERANCE", 1e-20)
+    with pytest.warns(sn.PrecisionWarning, match="nested quadrature"):
+        sn.derive("tanh(x)").jax()(1000.0, 999.0, 1000.0)
 
 
 @pytest.mark.parametrize("n_terms", [0, 321, 2.5])

@@ -4,13 +4,16 @@ Strategies, tried in order and recorded in ``method`` (theory/lazy.md L1–L5):
 
 * ``closed-form`` — φ and φ' are polynomial × exp(quadratic) (or δ's): direct Gaussian integrals;
 * ``price``       — Price's-theorem descent with exact boundary terms (see :mod:`.price`);
-* ``hermite``     — Mehler series with a rigorous tail bound (see :mod:`.hermite`).
+* ``hermite``     — Mehler series with a rigorous tail bound (see :mod:`.hermite`); where the
+  bound exceeds 1e-10 relative (|ρ| → 1 with a steep or kinked φ), checked calls switch to
+  nested graded quadrature with an error estimate (see :mod:`.quadrature`).
 """
 from __future__ import annotations
 
 import pickle
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -65,8 +68,9 @@ class DualActivation:
         """``f(q1, c, q2) -> (V, V̇)``, broadcasting, jit-able, dtype following the inputs.
 
         With ``checked=True`` concrete inputs are validated first (shapes, PSD-ness, the
-        convergence domain, and for ``hermite`` the error bound, which warns above 1e-10
-        relative).  Inside ``jax.jit`` use ``checked=False``.
+        convergence domain), and for ``hermite`` the entries whose series bound exceeds 1e-10
+        relative are recomputed by nested quadrature (:mod:`.quadrature`; a warning if even its
+        error estimate exceeds 1e-10).  Inside ``jax.jit`` use ``checked=False``: the series alone.
         """
         mod = self.module()
         if not checked:
@@ -115,13 +119,32 @@ def _checked_call(dual, mod, a, b, d):
                 f"it converges only where {cond} > 0")
     if dual.method != "hermite":
         return mod.dual(jnp.asarray(a), jnp.asarray(b), jnp.asarray(d))
-    V, Vdot, bound, bound_dot = mod.dual_with_bound(jnp.asarray(a), jnp.asarray(b), jnp.asarray(d))
-    rel = float(jnp.max(bound / jnp.maximum(jnp.abs(V), 1e-300)))
+    V, Vdot, bound, bound_dot = (np.array(v) for v in mod.dual_with_bound(jnp.asarray(a), jnp.asarray(b), jnp.asarray(d)))
+    far = (bound > RELATIVE_TOLERANCE * np.abs(V)) | (bound_dot > RELATIVE_TOLERANCE * np.abs(Vdot))
+    if far.any():
+        V[far], Vdot[far], bound[far], bound_dot[far] = _by_quadrature(mod, *(np.broadcast_to(v, V.shape)[far] for v in arrays))
+    rel = max(float(np.max(e / np.maximum(np.abs(v), 1e-300), initial=0)) for e, v in ((bound, V), (bound_dot, Vdot)))
     if rel > RELATIVE_TOLERANCE:
-        warnings.warn(f"Hermite series for {dual.activation.expr}: error bound {rel:.2g} relative exceeds "
-                      f"{RELATIVE_TOLERANCE:g} (large q or |ρ| → 1); derive with n_terms > {dual.n_terms}",
-                      PrecisionWarning, stacklevel=3)
-    return V, Vdot
+        warnings.warn(f"dual activation of {dual.activation.expr}: error estimate {rel:.2g} relative exceeds "
+                      f"{RELATIVE_TOLERANCE:g} even with nested quadrature near |ρ| = 1; rescale the inputs "
+                      "towards variance ~1", PrecisionWarning, stacklevel=3)
+    return jnp.asarray(V), jnp.asarray(Vdot)
+
+
+@lru_cache(maxsize=None)
+def _quadrature_fn(mod):
+    import jax
+
+    return jax.jit(mod.dual_by_quadrature)
+
+
+def _by_quadrature(mod, q1_, c_, q2_):
+    """(V, V̇, err_V, err_V̇) of the generated nested quadrature at flat arrays of entries, padded to a
+    power of two (≥ 8) so that ``jit`` compiles once per size class."""
+    n = q1_.size
+    size = max(8, 1 << (n - 1).bit_length())
+    pad = lambda v: np.concatenate([v, np.repeat(v[-1:], size - n)])  # noqa: E731
+    return tuple(np.asarray(v)[:n] for v in _quadrature_fn(mod)(pad(q1_), pad(c_), pad(q2_)))
 
 
 def _render(dual: DualActivation) -> str:
@@ -138,7 +161,7 @@ def _render(dual: DualActivation) -> str:
                  "def dphi(x):\n    \"\"\"Its derivative (Dirac masses dropped), elementwise.\"\"\"\n"
                  + "\n".join(codegen.print_block([("y", dual.activation.derivative)])) + "\n    return y"]
     if dual.method == "hermite":
-        imports = ["from symntk.gaussian import hermite"]
+        imports = ["from symntk.gaussian import hermite, quadrature"]
         fns = pointwise + [
                f"def features(q):\n    \"\"\"Hermite coefficients of phi and phi' at variance q (Mehler series, N = {dual.n_terms}).\"\"\"\n"
                f"    return hermite.features(phi, dphi, q, n_terms={dual.n_terms}"
@@ -149,6 +172,8 @@ def _render(dual: DualActivation) -> str:
                "    return hermite.diagonal(f)",
                "def dual_with_bound(q1, c, q2):\n    \"\"\"(V, Vdot, bound_V, bound_Vdot): truncation error bounds of the series.\"\"\"\n"
                "    return hermite.pair(features(q1), c, features(q2))",
+               "def dual_by_quadrature(q1, c, q2):\n    \"\"\"(V, Vdot, err_V, err_Vdot) by nested graded quadrature, for |rho| -> 1 where the series is slow.\"\"\"\n"
+               "    return quadrature.dual(phi, dphi, q1, c, q2" + (f", kinks={dual.kinks!r})" if dual.kinks else ")"),
                dual_fn]
     else:
         body = codegen.print_block([("V", dual.nngp_expr), ("Vdot", dual.ntk_expr)])
@@ -250,7 +275,9 @@ def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool 
         Vd = sp.Sum((nn + 1) * a(nn + 1, q1) * a(nn + 1, q2) * rho**nn / sp.sqrt(q1 * q2), (nn, 0, n - 2))
         steps = [("no closed form", str(why)),
                  ("Hermite coefficients", r"a_n(q) = \mathbb{E}[\varphi(\sqrt{q} z)\, He_n(z)]/\sqrt{n!}"),
-                 ("truncation bound", r"|\rho|^{N}\sqrt{T(q_1)T(q_2)},\ T(q)=\mathbb{E}[\varphi(\sqrt q z)^2]-\sum_{n<N} a_n(q)^2")]
+                 ("truncation bound", r"|\rho|^{N}\sqrt{T(q_1)T(q_2)},\ T(q)=\mathbb{E}[\varphi(\sqrt q z)^2]-\sum_{n<N} a_n(q)^2"),
+                 ("where the bound exceeds 10^{-10} relative: nested graded quadrature",
+                  r"V = \int Dz\, \varphi(\sqrt{q_1} z) \int Dw\, \varphi\big(\tfrac{c}{\sqrt{q_1}} z + \sqrt{q_2 - c^2/q_1}\, w\big)")]
         if kinks:
             steps.append(("kinks away from 0, panel edges at their images", r"z = x_k/\sqrt{q},\ x_k \in \{"
                           + ", ".join(f"{k:.17g}" for k in kinks) + r"\}"))
