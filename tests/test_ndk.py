@@ -58,7 +58,7 @@ def test_predictor_starts_at_zero_with_the_prior_variance(p):
     assert rel(sol.covariance[0], net.prior_covariance(0.0, 0.0, x)) < 1e-12
 
 
-@pytest.mark.parametrize("act", ["erf(x)", "relu(x)"])
+@pytest.mark.parametrize("act", ["erf(x)", pytest.param("relu(x)", marks=pytest.mark.slow)])
 def test_zero_temperature_is_the_ntk_gradient_flow(act):
     """N11: at T = 0 the mean is the NTK flow of Θ = K_d(0,0) (σ₀² only; σ² drops out), here
     to the solver's O(h²) error at 4× the default resolution (measured ≲ 1e-6)."""
@@ -289,7 +289,7 @@ def test_langevin_ensemble_agrees_with_the_theory_at_width_256(act):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("act", ["erf(x)", "relu(x)"])
+@pytest.mark.parametrize("act", ["erf(x)", pytest.param("relu(x)", marks=pytest.mark.slow)])
 def test_langevin_ensemble_agrees_with_the_theory_at_depth_two(act):
     """Depth 2 (N × N hidden weights: ~10 min per width on 2 CPU cores), 200 networks."""
     (b1, se1), (b2, se2) = _ensemble_bias(act, 2, (256, 512), 200, 1.5, 0.005)

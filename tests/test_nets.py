@@ -56,7 +56,7 @@ def test_empirical_kernels_converge_at_rate_one_over_sqrt_width(formula):
         assert abs(slope + 0.5) < 0.15, (formula, which, slope)
 
 
-@pytest.mark.parametrize("formula", ["relu(x)", "tanh(x)"])
+@pytest.mark.parametrize("formula", ["relu(x)", pytest.param("tanh(x)", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("parameterization", ["ntk", pytest.param("standard", marks=pytest.mark.slow)])
 def test_trained_ensemble_follows_the_ntk_gradient_flow(formula, parameterization):
     """Mean and variance of 256 networks of width 1024 trained by full-batch GD vs L13.

@@ -276,7 +276,7 @@ def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool 
         steps = [("no closed form", str(why)),
                  ("Hermite coefficients", r"a_n(q) = \mathbb{E}[\varphi(\sqrt{q} z)\, He_n(z)]/\sqrt{n!}"),
                  ("truncation bound", r"|\rho|^{N}\sqrt{T(q_1)T(q_2)},\ T(q)=\mathbb{E}[\varphi(\sqrt q z)^2]-\sum_{n<N} a_n(q)^2"),
-                 ("where the bound exceeds 10^{-10} relative: nested graded quadrature",
+                 ("where the bound exceeds 1e-10 relative: nested graded quadrature",
                   r"V = \int Dz\, \varphi(\sqrt{q_1} z) \int Dw\, \varphi\big(\tfrac{c}{\sqrt{q_1}} z + \sqrt{q_2 - c^2/q_1}\, w\big)")]
         if kinks:
             steps.append(("kinks away from 0, panel edges at their images", r"z = x_k/\sqrt{q},\ x_k \in \{"
