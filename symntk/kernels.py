@@ -7,10 +7,6 @@
 2. the pair pass over square tiles of the (N1, N2) matrix (a ``lax.scan`` over layers), so
    memory stays O(tile²) on the device while the result is assembled on the host; for a
    symmetric kernel (``x2 is None``) only tiles on and above the diagonal are computed.
-
-For a dual activation without closed form the pair pass also reports the Hermite series'
-truncation bound; where it stays above 1e-10 the pass is rerun with up to QUADRATURE_CAP
-entries per tile and layer recomputed by nested quadrature (:mod:`symntk.gaussian.quadrature`).
 """
 from __future__ import annotations
 
@@ -28,7 +24,6 @@ from .gaussian.derive import RELATIVE_TOLERANCE
 from .recursion.lazy import LazyRecursion, layer_coefficients
 
 TILE = 2048
-QUADRATURE_CAP = 64  # entries per tile and layer recomputed by nested quadrature (~10 ms each on CPU)
 
 
 @dataclass(frozen=True)
@@ -61,9 +56,7 @@ class MLP:
     ``coefficients``: the per-layer arrays (σ_w², σ_b², α_w, α_b) of that recursion.
     ``n_terms``: the Hermite truncation N of a dual activation without closed form; by default
     N = 96, and a kernel whose truncation bound exceeds 1e-10 is recomputed with N = 320 (which
-    this MLP then keeps using).  Entries still above 1e-10 (|ρ| → 1 with a steep or kinked φ)
-    are then recomputed by nested quadrature, up to QUADRATURE_CAP per tile and layer (float64
-    only: a float32 kernel keeps the series, and its warning).
+    this MLP then keeps using).
     """
 
     def __init__(self, activation, depth, sigma_w=1.0, sigma_b=0.0, parameterization="ntk", n_terms=None):
@@ -106,9 +99,6 @@ class MLP:
             self.dual, self._lengthen = derive(self.activation, n_terms=hermite.MAX_TERMS), False
             self._diag, self._tile = _passes(self.dual.module())
             k, bound = _pair_kernel(self._diag, self._tile, coef, x1, x2, dtype, tile, progress)
-        if bound > RELATIVE_TOLERANCE and self.dual.method == "hermite" and dtype == jnp.float64:
-            k, bound = _pair_kernel(self._diag, _quadrature_pass(self.dual.module()), coef, x1, x2, dtype, tile,
-                                    progress)
         warn_truncation(self.dual, bound, "MLP")
         return k
 
@@ -129,9 +119,8 @@ def warn_truncation(dual, bound, owner):
                 if dual.n_terms < hermite.MAX_TERMS else f" (N = {dual.n_terms} is the longest series available)")
         warnings.warn(f"{dual.activation.expr}: the Hermite series of its dual activation is truncated with an "
                       f"error bound of {bound:.2g} relative to the kernel's scale at the variances and "
-                      f"correlations reached (for an MLP: after nested quadrature of up to {QUADRATURE_CAP} "
-                      "entries per tile and layer near |ρ| = 1); rescale the inputs (or the weight variance) "
-                      "towards variance ~1" + more, PrecisionWarning, stacklevel=3)
+                      f"correlations reached; rescale the inputs (or the weight variance) towards variance ~1"
+                      + more, PrecisionWarning, stacklevel=3)
 
 
 def series_bound(mod):
@@ -147,34 +136,6 @@ def _passes(mod):
     bound = series_bound(mod)
     return (jax.jit(partial(_diagonal_pass, mod.features, mod.diagonal)),
             jax.jit(lambda x1, x2, f1, f2, coef: _tile_pass(mod.pair, _dot(x1, x2), f1, f2, coef, bound)))
-
-
-@lru_cache(maxsize=None)
-def _quadrature_pass(mod):
-    """The pair pass of a Hermite-series module that also recomputes the entries whose series bound
-    exceeds 1e-10 by the module's nested quadrature (compiled only when a kernel needs it)."""
-    return jax.jit(lambda x1, x2, f1, f2, coef: _tile_pass(mod.pair, _dot(x1, x2), f1, f2, coef,
-                                                           hermite.relative_bound, mod.dual_by_quadrature))
-
-
-def _by_quadrature(quadrature, g1, c, g2, V, Vdot):
-    """(V, V̇, largest relative error) with up to QUADRATURE_CAP of the entries whose series bound
-    (:func:`hermite.entry_bounds`) exceeds 1e-10 recomputed by ``quadrature``; the error of those is
-    its estimate relative to the same scale √(E[φ²]₁E[φ²]₂) (√(E[φ'²]₁E[φ'²]₂) for V̇)."""
-    rel = hermite.entry_bounds(g1, c, g2)
-    shape = rel.shape
-    far = (rel > RELATIVE_TOLERANCE).ravel()
-    idx = jnp.nonzero(far, size=QUADRATURE_CAP, fill_value=far.size)[0]  # padding: out of range, dropped
-    take = lambda a: jnp.broadcast_to(a, shape).ravel()[idx]  # noqa: E731
-    put = lambda a, v: jnp.broadcast_to(a, shape).ravel().at[idx].set(v, mode="drop").reshape(shape)  # noqa: E731
-
-    def recompute(_):
-        Vq, Vdq, err, err_dot = quadrature(take(g1[0]), take(c), take(g2[0]))
-        scale = lambda k: jnp.sqrt(take(g1[k]) * take(g2[k]))  # noqa: E731
-        return put(V, Vq), put(Vdot, Vdq), put(rel, jnp.maximum(err / scale(5), err_dot / scale(6)))
-
-    V, Vdot, rel = jax.lax.cond(jnp.any(far), recompute, lambda _: (V, Vdot, rel), None)
-    return V, Vdot, jnp.max(rel)
 
 
 def _layer(p, V, Vdot, theta):
@@ -202,21 +163,17 @@ def _diagonal_pass(features, diagonal, x, coef):
     return feats, (q, theta)
 
 
-def _tile_pass(pair, dot, f1, f2, coef, bound=None, quadrature=None):
+def _tile_pass(pair, dot, f1, f2, coef, bound=None):
     """Σ^{L+1}, Θ^{L+1} between two sets of points, given their input kernel ``dot`` = x·x'/d and
     both sets' per-layer features: a ``lax.scan`` over layers (compile time independent of depth;
     unrolling was measured 2.4× slower for Hermite activations, benchmarks/RESULTS.md).  With
-    ``bound(f1, c, f2)`` (a series' relative truncation bound) also its largest value over layers;
-    with ``quadrature`` too, the entries above 1e-10 are recomputed by it (:func:`_by_quadrature`)."""
+    ``bound(f1, c, f2)`` (a series' relative truncation bound) also its largest value over layers."""
     sw2, sb2, aw, ab = coef
 
     def layer(carry, xs):
         p, g1, g2 = xs
         g1, g2 = jax.tree.map(lambda a: a[:, None], g1), jax.tree.map(lambda a: a[None, :], g2)
         V, Vdot = pair(g1, carry[0], g2)
-        if quadrature is not None:
-            V, Vdot, worst = _by_quadrature(quadrature, g1, carry[0], g2, V, Vdot)
-            return _layer(p, V, Vdot, carry[1]), worst
         return _layer(p, V, Vdot, carry[1]), None if bound is None else bound(g1, carry[0], g2)
 
     carry = (sw2[0] * dot + sb2[0], aw[0] * dot + ab[0])

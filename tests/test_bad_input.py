@@ -42,9 +42,10 @@ def test_symbolic_parameter_with_closed_form():
     assert d.nngp_expr.has(sn.activation("leaky_relu(x, a)").params[0])
 
 
-def test_series_beyond_its_bound_is_replaced_by_quadrature_without_warning():
+def test_series_beyond_its_bound_is_replaced_by_quadrature_without_warning(monkeypatch):
     """tanh at q = 1e3, ρ = 0.999: the series' own bound is far above 1e-10, so the checked call
-    returns the nested quadrature's value (whose estimate is within 1e-10), silently."""
+    returns the nested quadrature's value (whose estimate is within 1e-10), silently; in chunks
+    (here of 2 entries) the same values."""
     d = sn.derive("tanh(x)")
     args = (np.float64(1e3), np.float64(999.0), np.float64(1e3))
     V_series, _, bound, _ = (float(v) for v in d.module().dual_with_bound(*args))
@@ -56,6 +57,10 @@ def test_series_beyond_its_bound_is_replaced_by_quadrature_without_warning():
     # the same rule, jitted there and eager here: equal up to rounding in the last bits
     assert np.allclose((float(V), float(Vdot)), (Vq, Vdq), rtol=1e-14, atol=0)
     assert err <= 1e-10 * abs(Vq) and err_dot <= 1e-10 * abs(Vdq)
+    c = np.linspace(0.999, 0.99999, 5) * 1e3
+    whole = d.jax()(1e3, c, 1e3)
+    monkeypatch.setattr(importlib.import_module("symntk.gaussian.derive"), "QUADRATURE_CHUNK", 2)
+    np.testing.assert_array_equal(d.jax()(1e3, c, 1e3), whole)
 
 
 def test_warns_when_even_quadrature_misses_the_tolerance(monkeypatch):

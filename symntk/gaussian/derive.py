@@ -138,13 +138,24 @@ def _quadrature_fn(mod):
     return jax.jit(mod.dual_by_quadrature)
 
 
+QUADRATURE_CHUNK = 1024  # entries per jitted call (~10 s on a 2-core CPU); a progress bar beyond one
+
+
 def _by_quadrature(mod, q1_, c_, q2_):
-    """(V, V̇, err_V, err_V̇) of the generated nested quadrature at flat arrays of entries, padded to a
-    power of two (≥ 8) so that ``jit`` compiles once per size class."""
-    n = q1_.size
-    size = max(8, 1 << (n - 1).bit_length())
-    pad = lambda v: np.concatenate([v, np.repeat(v[-1:], size - n)])  # noqa: E731
-    return tuple(np.asarray(v)[:n] for v in _quadrature_fn(mod)(pad(q1_), pad(c_), pad(q2_)))
+    """(V, V̇, err_V, err_V̇) of the generated nested quadrature at flat arrays of entries, in chunks
+    of QUADRATURE_CHUNK, each padded to a power of two (≥ 8) so that ``jit`` compiles once per size class."""
+    starts = range(0, q1_.size, QUADRATURE_CHUNK)
+    if len(starts) > 1:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc="nested quadrature near |ρ| = 1", unit="chunk")
+    out = []
+    for s in starts:
+        args = [v[s:s + QUADRATURE_CHUNK] for v in (q1_, c_, q2_)]
+        n = args[0].size
+        size = max(8, 1 << (n - 1).bit_length())
+        pad = lambda v: np.concatenate([v, np.repeat(v[-1:], size - n)])  # noqa: E731
+        out.append([np.asarray(v)[:n] for v in _quadrature_fn(mod)(*map(pad, args))])
+    return tuple(np.concatenate(parts) for parts in zip(*out))
 
 
 def _render(dual: DualActivation) -> str:

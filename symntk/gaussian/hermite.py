@@ -152,22 +152,17 @@ def pair(f1, c, f2):
     return _horner(a1, a2, rho), _horner(b1, b2, rho), r * jnp.sqrt(t1 * t2), r * jnp.sqrt(u1 * u2)
 
 
-def entry_bounds(f1, c, f2):
-    """Per entry, the truncation bound of :func:`pair` relative to the kernel's scale
-    √(E[φ²]₁E[φ²]₂) (or the same for V̇, the larger); 0 at |ρ| = 1 (a kernel's diagonal, where the
-    exact moments replace the series), inf where the features are not finite."""
+def relative_bound(f1, c, f2):
+    """The largest truncation bound of :func:`pair` relative to the kernel's scale √(E[φ²]₁E[φ²]₂)
+    (and the same for V̇) over the entries with |ρ| < 1 (|ρ| = 1 is a kernel's diagonal, where the
+    exact moments replace the series); inf where the features are not finite."""
     (q1, a1, _, t1, u1, m1, d1), (q2, _, _, t2, u2, m2, d2) = f1, f2
     s12 = jnp.sqrt(q1 * q2)
     rho = jnp.abs(clip_cov(q1, c, q2)) / jnp.where(s12 > 0, s12, 1)
     rel = lambda tail, mom: jnp.sqrt(tail / mom)  # noqa: E731  (per point: O(N), not per entry)
     ratio = rho ** a1.shape[-1] * jnp.maximum(rel(t1, m1) * rel(t2, m2), rel(u1, d1) * rel(u2, d2))
     ratio = jnp.where(jnp.isfinite(ratio), ratio, jnp.inf)
-    return jnp.where(rho < 1, ratio, 0)
-
-
-def relative_bound(f1, c, f2):
-    """The largest of :func:`entry_bounds`."""
-    return jnp.max(entry_bounds(f1, c, f2))
+    return jnp.max(jnp.where(rho < 1, ratio, 0))
 
 
 def diagonal(f):
