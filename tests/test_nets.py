@@ -30,7 +30,8 @@ def test_empirical_ntk_is_the_jacobian_contraction(parameterization):
 
 # CI runs the kink-free erf and the odd+linear mix; relu and tanh in `make test-slow` (CI time)
 @pytest.mark.parametrize("formula", [pytest.param("relu(x)", marks=pytest.mark.slow), "erf(x)",
-                                     pytest.param("tanh(x)", marks=pytest.mark.slow), "0.5*x + erf(x)"])
+                                     pytest.param("tanh(x)", marks=pytest.mark.slow),
+                                     pytest.param("0.5*x + erf(x)", marks=pytest.mark.slow)])
 def test_empirical_kernels_converge_at_rate_one_over_sqrt_width(formula):
     widths, seeds = (512, 1024, 2048, 4096), 16
     mlp = sn.MLP(formula, depth=2, sigma_w=1.4, sigma_b=0.3)
