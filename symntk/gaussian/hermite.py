@@ -68,12 +68,17 @@ def _rule(q, kinks):
     kinks' images xₖ/√q, clipped to [−Z_MAX, Z_MAX], as extra panel edges."""
     if not kinks:
         return jnp.asarray(_Z, q.dtype), jnp.asarray(_WZ, q.dtype)
-    x, w = (jnp.asarray(v, q.dtype) for v in np.polynomial.legendre.leggauss(ORDER))
     zk = jnp.clip(jnp.asarray(kinks, q.dtype) / jnp.sqrt(q)[..., None], -Z_MAX, Z_MAX)
     fixed = jnp.broadcast_to(jnp.asarray(_edges(), q.dtype), q.shape + (_edges().size,))
-    edges = jnp.sort(jnp.concatenate([fixed, zk], -1), -1)
+    return gauss_panels(jnp.sort(jnp.concatenate([fixed, zk], -1), -1), ORDER)
+
+
+def gauss_panels(edges, order):
+    """Composite Gauss–Legendre nodes z and weights w·γ(z) (γ the standard normal density) on the
+    panels between sorted ``edges`` (..., n_edges), ``order`` nodes each → shapes (..., panels·order)."""
+    x, w = (jnp.asarray(v, edges.dtype) for v in np.polynomial.legendre.leggauss(order))
     mid, half = (edges[..., 1:] + edges[..., :-1]) / 2, (edges[..., 1:] - edges[..., :-1]) / 2
-    z = (mid[..., None] + half[..., None] * x).reshape(q.shape + (-1,))
+    z = (mid[..., None] + half[..., None] * x).reshape(edges.shape[:-1] + (-1,))
     return z, (half[..., None] * w).reshape(z.shape) * jnp.exp(-z**2 / 2) / np.sqrt(2 * np.pi)
 
 

@@ -26,13 +26,13 @@ series' bound is above tolerance, not for whole matrices.
 """
 from __future__ import annotations
 
-import numpy as np
 import jax
 import jax.numpy as jnp
 
 from .._numerics import clip_cov
+from .hermite import Z_MAX, gauss_panels
 
-Z_MAX, ORDER, LOW, LEVELS, KINK_LEVELS = 10.0, 10, 8, 5, 4
+ORDER, LOW, LEVELS, KINK_LEVELS = 10, 8, 5, 4
 BATCH = 8  # entries per vectorised step of lax.map: memory O(BATCH · nodes²)
 
 
@@ -44,14 +44,10 @@ def _graded(center, scale, levels):
 
 
 def _rule(edges, order):
-    """Gauss–Legendre nodes and weights × the standard normal density on the panels between the
-    sorted, clipped ``edges`` (..., n_edges) → (..., panels·order) each."""
-    x, w = (jnp.asarray(v, edges.dtype) for v in np.polynomial.legendre.leggauss(order))
+    """Nodes and Gaussian-weighted weights on unit panels over [−Z_MAX, Z_MAX] split further at the
+    clipped ``edges`` (..., n_edges) → (..., panels·order) each."""
     base = jnp.broadcast_to(jnp.arange(-Z_MAX, Z_MAX + 1, dtype=edges.dtype), edges.shape[:-1] + (int(2 * Z_MAX) + 1,))
-    e = jnp.sort(jnp.clip(jnp.concatenate([base, edges], -1), -Z_MAX, Z_MAX), -1)
-    mid, half = (e[..., 1:] + e[..., :-1]) / 2, (e[..., 1:] - e[..., :-1]) / 2
-    z = (mid[..., None] + half[..., None] * x).reshape(e.shape[:-1] + (-1,))
-    return z, (half[..., None] * w).reshape(z.shape) * jnp.exp(-z**2 / 2) / np.sqrt(2 * np.pi)
+    return gauss_panels(jnp.sort(jnp.clip(jnp.concatenate([base, edges], -1), -Z_MAX, Z_MAX), -1), order)
 
 
 def _entry(funcs, features, order, q1, c, q2):
