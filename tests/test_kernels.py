@@ -230,3 +230,18 @@ def test_a_series_too_short_at_any_length_warns():
     """tanh at q ≈ 100 near ρ = 1: even N = 320 is bounded by ~1e-2; the warning says so."""
     with pytest.warns(sn.PrecisionWarning, match="longest series"):
         sn.MLP("tanh(x)", depth=1).kernel(_near_duplicates(10.0))
+
+
+def test_identical_inputs_get_the_exact_moments_and_antipodal_ones_their_bound():
+    """Two identical rows meet at ρ = 1 off the diagonal: their entry is E[φ²] (the diagonal's value,
+    to rounding), not the series, whose error there is ~1e-2 at q ≈ 100 for tanh.  At ρ = −1 (x and
+    −x) nothing exact replaces the series, so its bound is reported."""
+    a, b = _near_duplicates(10.0)[:2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sn.PrecisionWarning)
+        k = sn.MLP("tanh(x)", depth=2, sigma_b=0.1).kernel(np.stack([a, a, b]))
+    for M in (k.nngp, k.ntk):
+        np.testing.assert_allclose(M[0, 1], M[0, 0], rtol=1e-14)
+        np.testing.assert_allclose(M[1, 0], M[1, 1], rtol=1e-14)
+    with pytest.warns(sn.PrecisionWarning, match="longest series"):
+        sn.MLP("tanh(x)", depth=1).kernel(np.stack([a, -a]))

@@ -3,7 +3,9 @@
 Strategies, tried in order and recorded in ``method`` (theory/lazy.md L1–L5):
 
 * ``closed-form`` — φ and φ' are polynomial × exp(quadratic) (or δ's): direct Gaussian integrals;
-* ``price``       — Price's-theorem descent with exact boundary terms (see :mod:`.price`);
+* ``price``       — Price's-theorem descent with exact boundary terms (see :mod:`.price`); where
+  such a formula of an analytic φ cancels at small variances, the generated code switches there
+  to the Mehler series (``small_variance``, see :mod:`.small_variance`);
 * ``hermite``     — Mehler series with a rigorous tail bound (see :mod:`.hermite`); where the
   bound exceeds 1e-10 relative (|ρ| → 1 with a steep or kinked φ), checked calls switch to
   nested graded quadrature with an error estimate (see :mod:`.quadrature`).
@@ -24,9 +26,10 @@ from ..errors import CovarianceError, DerivationError, DivergentIntegralError, P
 from .hermite import DEFAULT_TERMS, MAX_TERMS
 from .moments import c, q1, q2
 from .price import price_descent
+from .small_variance import N_TERMS, Q_MAX, Q_MIN, needs_branch
 from .terms import Unsupported, decompose, diff_terms
 
-ENGINE_VERSION = 4
+ENGINE_VERSION = 5
 RELATIVE_TOLERANCE = 1e-10
 _FINGERPRINT = codegen.engine_fingerprint()
 
@@ -48,6 +51,7 @@ class DualActivation:
     conditions: list = field(default_factory=list, repr=False)
     n_terms: int = 0
     kinks: tuple = ()
+    small_variance: bool = False
     key: str = ""
 
     # ------------------------------------------------------------------ code
@@ -186,16 +190,42 @@ def _render(dual: DualActivation) -> str:
                "def dual_by_quadrature(q1, c, q2):\n    \"\"\"(V, Vdot, err_V, err_Vdot) by nested graded quadrature, for |rho| -> 1 where the series is slow.\"\"\"\n"
                "    return quadrature.dual(phi, dphi, q1, c, q2" + (f", kinks={dual.kinks!r})" if dual.kinks else ")"),
                dual_fn]
+    elif dual.small_variance:
+        dual_fn = ("@jax.jit  # compiled once: called eagerly, each lax.cond would compile again\n"
+                   "def dual(q1, c, q2):\n    \"\"\"(V, Vdot) for broadcasting arrays q1, c, q2.\"\"\"\n"
+                   "    return pair(small_variance.features(phi, dphi, closed_diagonal, q1, q2), c,\n"
+                   "                small_variance.features(phi, dphi, closed_diagonal, q2, q1))")
+        imports = ["import jax", "from symntk._numerics import arctan2, clip_cov, safe_sqrt, shaped",
+                   "from symntk.gaussian import small_variance"]
+        fns = pointwise + [
+               "def closed_diagonal(q1):\n    \"\"\"(V, Vdot) at q1 = q2 = c by the closed form, simplified symbolically.\"\"\"\n"
+               + _diagonal_body(dual) + "\n    return shaped((V, Vdot), q1)",
+               "def features(q):\n    \"\"\"Per-point data: the variance, and where some variance is small the Mehler-series data.\"\"\"\n"
+               "    return small_variance.features(phi, dphi, closed_diagonal, q)",
+               "def pair(f1, c, f2):\n    \"\"\"(V, Vdot) for broadcasting per-point features f1, f2 and covariance c: the closed form,\n"
+               "    and the Mehler series at small variances, where the closed form cancels.\"\"\"\n"
+               "    q1, q2 = f1[0], f2[0]\n    c = clip_cov(q1, c, q2)\n" + _closed_body(dual)
+               + "\n    return small_variance.blend(f1, c, f2, *shaped((V, Vdot), q1, c, q2))",
+               "def diagonal(f):\n    \"\"\"(V, Vdot) at q1 = q2 = c: the closed form, and the rule's moments at small variances.\"\"\"\n"
+               "    return small_variance.diagonal(f, *closed_diagonal(f[0]))",
+               dual_fn]
     else:
-        body = codegen.print_block([("V", dual.nngp_expr), ("Vdot", dual.ntk_expr)])
         imports = ["from symntk._numerics import arctan2, clip_cov, safe_sqrt, shaped"]
         fns = pointwise + ["def features(q):\n    \"\"\"Per-point data: for a closed form, the variance itself.\"\"\"\n    return (q,)",
                "def pair(f1, c, f2):\n    \"\"\"(V, Vdot) for broadcasting per-point features f1, f2 and covariance c.\"\"\"\n"
-               "    (q1,), (q2,) = f1, f2\n    c = clip_cov(q1, c, q2)\n" + "\n".join(body) + "\n    return shaped((V, Vdot), q1, c, q2)",
+               "    (q1,), (q2,) = f1, f2\n    c = clip_cov(q1, c, q2)\n" + _closed_body(dual) + "\n    return shaped((V, Vdot), q1, c, q2)",
                "def diagonal(f):\n    \"\"\"(V, Vdot) at q1 = q2 = c, simplified symbolically (no rounding gap q1 q2 - c^2).\"\"\"\n"
-               "    (q1,) = f\n" + "\n".join(codegen.print_block(_diagonal_exprs(dual))) + "\n    return shaped((V, Vdot), q1)",
+               "    (q1,) = f\n" + _diagonal_body(dual) + "\n    return shaped((V, Vdot), q1)",
                dual_fn]
     return codegen.render_module(doc, imports, fns)
+
+
+def _closed_body(dual):
+    return "\n".join(codegen.print_block([("V", dual.nngp_expr), ("Vdot", dual.ntk_expr)]))
+
+
+def _diagonal_body(dual):
+    return "\n".join(codegen.print_block(_diagonal_exprs(dual)))
 
 
 def _diagonal_exprs(dual):
@@ -270,9 +300,15 @@ def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool 
         with open(path, "rb") as f:
             d = pickle.load(f)
         return DualActivation(act, **d)
+    small = False
     try:
         V, Vd, k, steps, conds, method = _closed_form(act.expr)
         n, kinks = 0, ()
+        small = needs_branch(act.expr, V, Vd)
+        if small:
+            steps.append((f"at small variances (min(q1, q2) <= {Q_MIN:g} or max(q1, q2) <= {Q_MAX:g}) the formula "
+                          "cancels in float64: there the Mehler series with per-point coefficients",
+                          r"V = \sum_{n<N} a_n(q_1) a_n(q_2) \rho^n,\ N = " + str(N_TERMS)))
     except Unsupported as why:
         if act.params:
             raise DerivationError(f"no closed form for {act.expr} ({why}); bind the parameters "
@@ -294,7 +330,7 @@ def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool 
                           + ", ".join(f"{k:.17g}" for k in kinks) + r"\}"))
     conds = list(dict.fromkeys(sp.factor(cd) for cd in conds if not (cd.is_number and cd > 0)))
     d = dict(method=method, nngp_expr=V, ntk_expr=Vd, order=k, steps=steps, conditions=conds, n_terms=n,
-             kinks=kinks, key=key)
+             kinks=kinks, small_variance=small, key=key)
     if cache:
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:

@@ -25,7 +25,7 @@ import numpy as np
 import jax.numpy as jnp
 from jax import lax
 
-from .._numerics import clip_cov
+from .._numerics import clip_cov, safe_sqrt
 
 Z_MAX, ORDER, FINEST = 10.0, 16, 1 / 128
 DEFAULT_TERMS, MAX_TERMS = 96, 320  # the rule resolves hₙ to ~1e-15 up to n ≈ 320 (1e-14 at 384)
@@ -51,16 +51,21 @@ _Z, _WZ = _nodes()
 _TABLES: dict = {}
 
 
-def _table(n_terms):
-    """Quadrature table w_k hₙ(z_k), shape (nodes, n_terms), by the stable three-term recurrence."""
+def _basis(n_terms):
+    """hₙ(z_k) at the shared nodes, shape (nodes, n_terms), by the stable three-term recurrence."""
     if n_terms not in _TABLES:
         h = np.empty((_Z.size, n_terms))
         h_prev, h[:, 0] = np.zeros_like(_Z), 1.0
         for n in range(n_terms - 1):
             h[:, n + 1] = (_Z * h[:, n] - np.sqrt(n) * h_prev) / np.sqrt(n + 1.0)
             h_prev = h[:, n]
-        _TABLES[n_terms] = h * _WZ[:, None]
+        _TABLES[n_terms] = h
     return _TABLES[n_terms]
+
+
+def _table(n_terms):
+    """Quadrature table w_k hₙ(z_k), shape (nodes, n_terms)."""
+    return _basis(n_terms) * _WZ[:, None]
 
 
 def _rule(q, kinks):
@@ -104,10 +109,13 @@ def hermite_coefficients(phi, q, n_terms, kinks=()):
     return _moments(phi, jnp.asarray(q), n_terms, kinks)[:2]
 
 
-def features(phi, dphi, q, n_terms=DEFAULT_TERMS, kinks=()):
+def features(phi, dphi, q, n_terms=DEFAULT_TERMS, kinks=(), smooth=False):
     """Per-point data of the series: (q, aₙ, bₙ, T_V, T_V̇, E[φ²], E[φ'²]) for an array q of variances
-    (``kinks``: where φ has kinks or jumps away from x = 0)."""
+    (``kinks``: where φ has kinks or jumps away from x = 0).  ``smooth=True`` (φ analytic, so φ' has
+    no Dirac mass): see :func:`smooth_features`."""
     q = jnp.asarray(q)
+    if smooth:
+        return smooth_features(phi, dphi, q, n_terms)
     a, m, (z, wz) = _moments(phi, q, n_terms + 1, kinks)
     d = jnp.sum(dphi(jnp.sqrt(q)[..., None] * z) ** 2 * wz, -1)
     k = jnp.arange(1, n_terms + 1, dtype=q.dtype)
@@ -115,6 +123,20 @@ def features(phi, dphi, q, n_terms=DEFAULT_TERMS, kinks=()):
     a = a[..., :n_terms]
     tail = lambda mom, coef: jnp.maximum(mom - jnp.sum(coef**2, axis=-1), 0)  # noqa: E731
     return q, a, b, tail(m, a), tail(d, b), m, d
+
+
+def smooth_features(phi, dphi, q, n_terms):
+    """:func:`features` for an analytic φ, accurate relative to each point's own scale at any small q:
+    bₙ = E[φ'(√q z) hₙ(z)] directly (Stein's √((n+1)/q)·aₙ₊₁ divides the rule's error by √q), and
+    the tails by Parseval as the quadrature of the squared residual, T = E[(φ − Σ_{n<N} aₙhₙ)²]
+    (the difference E[φ²] − Σ aₙ² cannot resolve a tail below ~1e-16·E[φ²])."""
+    z, wz = _rule(q, ())
+    x = safe_sqrt(q)[..., None] * z
+    f, g = phi(x), dphi(x)
+    table, basis = jnp.asarray(_table(n_terms), q.dtype), jnp.asarray(_basis(n_terms), q.dtype)
+    a, b = f @ table, g @ table
+    tail = lambda v, coef: jnp.sum(wz * (v - coef @ basis.T) ** 2, -1)  # noqa: E731
+    return q, a, b, tail(f, a), tail(g, b), jnp.sum(f * f * wz, -1), jnp.sum(g * g * wz, -1)
 
 
 def _horner(A1, A2, rho):
@@ -146,28 +168,38 @@ def _horner(A1, A2, rho):
     return lax.scan(block, zero, (split(A1), split(A2)))[0]
 
 
-def pair(f1, c, f2):
-    """(V, V̇, bound_V, bound_V̇) from the features of the two points and their covariance c."""
-    q1, a1, b1, t1, u1, _, _ = f1
-    q2, a2, b2, t2, u2, _, _ = f2
-    c = clip_cov(q1, c, q2)
+def _correlation(q1, c, q2):
+    """(ρ = c/√(q1 q2) after clipping, and the mask of coincident points: ρ = 1 and q1 = q2 up to
+    16 ulp, where u = v and V, V̇ are the exact moments E[φ²], E[φ'²], which the series reaches
+    only slowly — the diagonal of a kernel, and also any two identical inputs)."""
     s12 = jnp.sqrt(q1 * q2)
-    rho = jnp.where(s12 > 0, c / jnp.where(s12 > 0, s12, 1), 0)
-    r = jnp.abs(rho) ** a1.shape[-1]
-    return _horner(a1, a2, rho), _horner(b1, b2, rho), r * jnp.sqrt(t1 * t2), r * jnp.sqrt(u1 * u2)
+    rho = jnp.where(s12 > 0, clip_cov(q1, c, q2) / jnp.where(s12 > 0, s12, 1), 0)
+    tol = 16 * jnp.finfo(rho.dtype).eps
+    return rho, (rho >= 1 - tol) & (jnp.abs(q1 - q2) <= tol * jnp.maximum(q1, q2))
+
+
+def pair(f1, c, f2):
+    """(V, V̇, bound_V, bound_V̇) from the features of the two points and their covariance c; at
+    coincident points (see :func:`_correlation`) the exact moments, with bound 0."""
+    q1, a1, b1, t1, u1, m1, d1 = f1
+    q2, a2, b2, t2, u2, m2, d2 = f2
+    rho, same = _correlation(q1, c, q2)
+    r = jnp.where(same, 0, jnp.abs(rho) ** a1.shape[-1])
+    V = jnp.where(same, jnp.sqrt(m1 * m2), _horner(a1, a2, rho))
+    Vdot = jnp.where(same, jnp.sqrt(d1 * d2), _horner(b1, b2, rho))
+    return V, Vdot, r * jnp.sqrt(t1 * t2), r * jnp.sqrt(u1 * u2)
 
 
 def relative_bound(f1, c, f2):
     """The largest truncation bound of :func:`pair` relative to the kernel's scale √(E[φ²]₁E[φ²]₂)
-    (and the same for V̇) over the entries with |ρ| < 1 (|ρ| = 1 is a kernel's diagonal, where the
-    exact moments replace the series); inf where the features are not finite."""
+    (and the same for V̇) over the entries that use the series (all but coincident points, where
+    the exact moments replace it); inf where the features are not finite."""
     (q1, a1, _, t1, u1, m1, d1), (q2, _, _, t2, u2, m2, d2) = f1, f2
-    s12 = jnp.sqrt(q1 * q2)
-    rho = jnp.abs(clip_cov(q1, c, q2)) / jnp.where(s12 > 0, s12, 1)
+    rho, same = _correlation(q1, c, q2)
     rel = lambda tail, mom: jnp.sqrt(tail / mom)  # noqa: E731  (per point: O(N), not per entry)
-    ratio = rho ** a1.shape[-1] * jnp.maximum(rel(t1, m1) * rel(t2, m2), rel(u1, d1) * rel(u2, d2))
+    ratio = jnp.abs(rho) ** a1.shape[-1] * jnp.maximum(rel(t1, m1) * rel(t2, m2), rel(u1, d1) * rel(u2, d2))
     ratio = jnp.where(jnp.isfinite(ratio), ratio, jnp.inf)
-    return jnp.max(jnp.where(rho < 1, ratio, 0))
+    return jnp.max(jnp.where(same, 0, ratio))
 
 
 def diagonal(f):
