@@ -141,3 +141,18 @@ def test_per_point_rule_with_extra_edges_gives_the_shared_tables_coefficients():
     q = jnp.asarray([1e-3, 0.5, 3.0, 300.0])
     for a, b in zip(hermite.features(mod.phi, mod.dphi, q), hermite.features(mod.phi, mod.dphi, q, kinks=(-0.7, 2.0))):
         np.testing.assert_allclose(b, a, rtol=0, atol=5e-15)
+
+
+@pytest.mark.parametrize("formula", ["tanh(x)", "gelu(x)"])
+@pytest.mark.parametrize("q", [1e-4, 0.7])
+def test_partial_derivatives_at_coincident_points(formula, q):
+    """At q1 = q2 = c the exact moments replace the series (hermite.pair); their linear correction
+    keeps ∂V/∂c = V̇ (Price) and ∂V/∂q1, ∂V/∂q2 equal to the limit of the neighbouring entries:
+    ∂V/∂q1 at ρ = 1 − 1e-6 moves from it by ~1e-6 relative, hence the tolerance."""
+    f = sn.derive(formula).jax(checked=False)
+    V = lambda a, b, e: f(a, b, e)[0]  # noqa: E731
+    g = jax.grad(V, argnums=(0, 1, 2))(*map(jnp.float64, (q, q, q)))
+    assert float(g[1]) == pytest.approx(float(f(q, q, q)[1]), rel=1e-12)
+    assert float(g[0]) == pytest.approx(float(g[2]), rel=1e-12)
+    near = jax.grad(V)(*map(jnp.float64, (q, q * (1 - 1e-6), q)))
+    assert float(g[0]) == pytest.approx(float(near), rel=1e-4, abs=1e-5 * float(g[1]))

@@ -180,12 +180,15 @@ def _correlation(q1, c, q2):
 
 def pair(f1, c, f2):
     """(V, V̇, bound_V, bound_V̇) from the features of the two points and their covariance c; at
-    coincident points (see :func:`_correlation`) the exact moments, with bound 0."""
+    coincident points (see :func:`_correlation`) the exact moments, with bound 0, V written as
+    √(m1 m2) + √(d1 d2)(c − √(q1 q2)) so that its first partial derivatives are exact too
+    (∂V/∂c = E[φ'²]; ∂V/∂q1 = ½E[φφ''] by the heat equation ∂_q E[φ²] = E[φ'²] + E[φφ''])."""
     q1, a1, b1, t1, u1, m1, d1 = f1
     q2, a2, b2, t2, u2, m2, d2 = f2
     rho, same = _correlation(q1, c, q2)
     r = jnp.where(same, 0, jnp.abs(rho) ** a1.shape[-1])
-    V = jnp.where(same, jnp.sqrt(m1 * m2), _horner(a1, a2, rho))
+    exact = jnp.sqrt(m1 * m2) + jnp.sqrt(d1 * d2) * (clip_cov(q1, c, q2) - jnp.sqrt(q1 * q2))
+    V = jnp.where(same, exact, _horner(a1, a2, rho))
     Vdot = jnp.where(same, jnp.sqrt(d1 * d2), _horner(b1, b2, rho))
     return V, Vdot, r * jnp.sqrt(t1 * t2), r * jnp.sqrt(u1 * u2)
 

@@ -70,7 +70,8 @@ def blend(f1, c, f2, V, Vdot):
     """(V, V̇): the series where the variances are small and its bound is below SERIES_TOL relative,
     the closed form's ``V``, ``Vdot`` elsewhere."""
     q1, q2 = f1[0], f2[0]
-    small = (jnp.minimum(q1, q2) <= Q_MIN) | (jnp.maximum(q1, q2) <= Q_MAX)
+    # q = 0 exactly stays with the closed form: the series in ρ = c/√(q1 q2) has no c-derivative there
+    small = ((jnp.minimum(q1, q2) <= Q_MIN) | (jnp.maximum(q1, q2) <= Q_MAX)) & (q1 > 0) & (q2 > 0)
 
     def series():
         Vs, Vds, bound, bound_dot = hermite.pair(f1, c, f2)
