@@ -109,13 +109,10 @@ def hermite_coefficients(phi, q, n_terms, kinks=()):
     return _moments(phi, jnp.asarray(q), n_terms, kinks)[:2]
 
 
-def features(phi, dphi, q, n_terms=DEFAULT_TERMS, kinks=(), smooth=False):
+def features(phi, dphi, q, n_terms=DEFAULT_TERMS, kinks=()):
     """Per-point data of the series: (q, aₙ, bₙ, T_V, T_V̇, E[φ²], E[φ'²]) for an array q of variances
-    (``kinks``: where φ has kinks or jumps away from x = 0).  ``smooth=True`` (φ analytic, so φ' has
-    no Dirac mass): see :func:`smooth_features`."""
+    (``kinks``: where φ has kinks or jumps away from x = 0)."""
     q = jnp.asarray(q)
-    if smooth:
-        return smooth_features(phi, dphi, q, n_terms)
     a, m, (z, wz) = _moments(phi, q, n_terms + 1, kinks)
     d = jnp.sum(dphi(jnp.sqrt(q)[..., None] * z) ** 2 * wz, -1)
     k = jnp.arange(1, n_terms + 1, dtype=q.dtype)
@@ -187,9 +184,9 @@ def pair(f1, c, f2):
     q2, a2, b2, t2, u2, m2, d2 = f2
     rho, same = _correlation(q1, c, q2)
     r = jnp.where(same, 0, jnp.abs(rho) ** a1.shape[-1])
-    exact = jnp.sqrt(m1 * m2) + jnp.sqrt(d1 * d2) * (clip_cov(q1, c, q2) - jnp.sqrt(q1 * q2))
+    exact = safe_sqrt(m1 * m2) + safe_sqrt(d1 * d2) * (clip_cov(q1, c, q2) - safe_sqrt(q1 * q2))
     V = jnp.where(same, exact, _horner(a1, a2, rho))
-    Vdot = jnp.where(same, jnp.sqrt(d1 * d2), _horner(b1, b2, rho))
+    Vdot = jnp.where(same, safe_sqrt(d1 * d2), _horner(b1, b2, rho))
     return V, Vdot, r * jnp.sqrt(t1 * t2), r * jnp.sqrt(u1 * u2)
 
 
