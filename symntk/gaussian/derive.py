@@ -202,10 +202,11 @@ def _render(dual: DualActivation) -> str:
                + _diagonal_body(dual) + "\n    return shaped((V, Vdot), q1)",
                "def features(q):\n    \"\"\"Per-point data: the variance, and where some variance is small the Mehler-series data.\"\"\"\n"
                "    return small_variance.features(phi, dphi, closed_diagonal, q)",
+               "def closed(q1, c, q2):\n    \"\"\"(V, Vdot) by the closed form.\"\"\"\n"
+               "    c = clip_cov(q1, c, q2)\n" + _closed_body(dual) + "\n    return shaped((V, Vdot), q1, c, q2)",
                "def pair(f1, c, f2):\n    \"\"\"(V, Vdot) for broadcasting per-point features f1, f2 and covariance c: the closed form,\n"
                "    and the Mehler series at small variances, where the closed form cancels.\"\"\"\n"
-               "    q1, q2 = f1[0], f2[0]\n    c = clip_cov(q1, c, q2)\n" + _closed_body(dual)
-               + "\n    return small_variance.blend(f1, c, f2, *shaped((V, Vdot), q1, c, q2))",
+               "    return small_variance.blend(f1, c, f2, closed)",
                "def diagonal(f):\n    \"\"\"(V, Vdot) at q1 = q2 = c: the closed form, and the rule's moments at small variances.\"\"\"\n"
                "    return small_variance.diagonal(f, *closed_diagonal(f[0]))",
                dual_fn]
