@@ -156,3 +156,13 @@ def test_partial_derivatives_at_coincident_points(formula, q):
     assert float(g[0]) == pytest.approx(float(g[2]), rel=1e-12)
     near = jax.grad(V)(*map(jnp.float64, (q, q * (1 - 1e-6), q)))
     assert float(g[0]) == pytest.approx(float(near), rel=1e-4, abs=1e-5 * float(g[1]))
+
+
+def test_zero_variance_gives_the_one_point_limit():
+    """At q1 = 0 only the n = 0 Mehler term survives: V = φ(0)E[φ(v)], V̇ = φ'(0)E[φ'(v)], and
+    ∂V/∂c = V̇ (Price); checked against the same quantities at q1 = 1e-12 (differences O(1e-6))."""
+    f = sn.derive("tanh(x)").jax(checked=False)
+    V0, Vd0 = (float(v) for v in f(0.0, 0.0, 1.0))
+    Vs, Vds = (float(v) for v in f(1e-12, 0.0, 1.0))
+    assert np.isfinite(Vd0) and Vd0 == pytest.approx(Vds, rel=1e-6) and V0 == pytest.approx(Vs, abs=1e-6)
+    assert float(jax.grad(lambda c: f(0.0, c, 1.0)[0])(0.0)) == pytest.approx(Vd0, rel=1e-12)

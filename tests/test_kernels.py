@@ -245,3 +245,17 @@ def test_identical_inputs_get_the_exact_moments_and_antipodal_ones_their_bound()
         np.testing.assert_allclose(M[1, 0], M[1, 1], rtol=1e-14)
     with pytest.warns(sn.PrecisionWarning, match="longest series"):
         sn.MLP("tanh(x)", depth=1).kernel(np.stack([a, -a]))
+
+
+def test_a_zero_input_row_is_the_limit_of_small_ones():
+    """x = 0 with σ_b = 0 gives q = 0 at every layer: tanh's series degenerates there (ρ = c/√(q1 q2)),
+    and Stein's bₙ = √((n+1)/q)·aₙ₊₁ was 0·∞ (a NaN NTK and a false 'bound inf' warning).  The kernels
+    must be finite, silent and continuous: a row of size 1e-7 moves them by O(1e-7)."""
+    rest = X[:3] / 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sn.PrecisionWarning)
+        k0 = sn.MLP("tanh(x)", depth=2).kernel(np.vstack([np.zeros(7), rest]))
+        k1 = sn.MLP("tanh(x)", depth=2).kernel(np.vstack([np.full(7, 1e-7), rest]))
+    for a, b in ((k0.nngp, k1.nngp), (k0.ntk, k1.ntk)):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.abs(b).max())

@@ -116,7 +116,10 @@ def features(phi, dphi, q, n_terms=DEFAULT_TERMS, kinks=()):
     a, m, (z, wz) = _moments(phi, q, n_terms + 1, kinks)
     d = jnp.sum(dphi(jnp.sqrt(q)[..., None] * z) ** 2 * wz, -1)
     k = jnp.arange(1, n_terms + 1, dtype=q.dtype)
-    b = a[..., 1:] * jnp.sqrt(k / q[..., None])
+    # Stein's bₙ = √((n+1)/q)·aₙ₊₁ tends to (φ'(0), 0, 0, …) as q → 0 (aₙ₊₁ = O(q^{(n+1)/2}))
+    pos = q[..., None] > 0
+    at_zero = jnp.zeros(q.shape + (n_terms,), q.dtype).at[..., 0].set(dphi(jnp.zeros_like(q)))
+    b = jnp.where(pos, a[..., 1:] * jnp.sqrt(k / jnp.where(pos, q[..., None], 1)), at_zero)
     a = a[..., :n_terms]
     tail = lambda mom, coef: jnp.maximum(mom - jnp.sum(coef**2, axis=-1), 0)  # noqa: E731
     return q, a, b, tail(m, a), tail(d, b), m, d
@@ -185,8 +188,10 @@ def pair(f1, c, f2):
     rho, same = _correlation(q1, c, q2)
     r = jnp.where(same, 0, jnp.abs(rho) ** a1.shape[-1])
     exact = safe_sqrt(m1 * m2) + safe_sqrt(d1 * d2) * (clip_cov(q1, c, q2) - safe_sqrt(q1 * q2))
-    V = jnp.where(same, exact, _horner(a1, a2, rho))
     Vdot = jnp.where(same, safe_sqrt(d1 * d2), _horner(b1, b2, rho))
+    # at q1 = 0 or q2 = 0 (c clipped to 0) only n = 0 survives; + V̇·c keeps ∂V/∂c = V̇ there too
+    degenerate = (q1 == 0) | (q2 == 0)
+    V = jnp.where(same, exact, _horner(a1, a2, rho) + jnp.where(degenerate, Vdot * clip_cov(q1, c, q2), 0))
     return V, Vdot, r * jnp.sqrt(t1 * t2), r * jnp.sqrt(u1 * u2)
 
 
@@ -196,7 +201,7 @@ def relative_bound(f1, c, f2):
     the exact moments replace it); inf where the features are not finite."""
     (q1, a1, _, t1, u1, m1, d1), (q2, _, _, t2, u2, m2, d2) = f1, f2
     rho, same = _correlation(q1, c, q2)
-    rel = lambda tail, mom: jnp.sqrt(tail / mom)  # noqa: E731  (per point: O(N), not per entry)
+    rel = lambda tail, mom: jnp.sqrt(tail / jnp.where(mom > 0, mom, 1))  # noqa: E731  (per point: O(N); tail ≤ mom)
     ratio = jnp.abs(rho) ** a1.shape[-1] * jnp.maximum(rel(t1, m1) * rel(t2, m2), rel(u1, d1) * rel(u2, d2))
     ratio = jnp.where(jnp.isfinite(ratio), ratio, jnp.inf)
     return jnp.max(jnp.where(same, 0, ratio))
