@@ -197,13 +197,9 @@ def _render(dual: DualActivation) -> str:
                    "                small_variance.features(phi, dphi, closed_diagonal, q2, q1))")
         imports = ["import jax", "from symntk._numerics import arctan2, clip_cov, safe_sqrt, shaped",
                    "from symntk.gaussian import small_variance"]
-        fns = pointwise + [
-               "def closed_diagonal(q1):\n    \"\"\"(V, Vdot) at q1 = q2 = c by the closed form, simplified symbolically.\"\"\"\n"
-               + _diagonal_body(dual) + "\n    return shaped((V, Vdot), q1)",
+        fns = pointwise + _closed_fns(dual) + [
                "def features(q):\n    \"\"\"Per-point data: the variance, and where some variance is small the Mehler-series data.\"\"\"\n"
                "    return small_variance.features(phi, dphi, closed_diagonal, q)",
-               "def closed(q1, c, q2):\n    \"\"\"(V, Vdot) by the closed form.\"\"\"\n"
-               "    c = clip_cov(q1, c, q2)\n" + _closed_body(dual) + "\n    return shaped((V, Vdot), q1, c, q2)",
                "def pair(f1, c, f2):\n    \"\"\"(V, Vdot) for broadcasting per-point features f1, f2 and covariance c: the closed form,\n"
                "    and the Mehler series at small variances, where the closed form cancels.\"\"\"\n"
                "    return small_variance.blend(f1, c, f2, closed)",
@@ -212,21 +208,23 @@ def _render(dual: DualActivation) -> str:
                dual_fn]
     else:
         imports = ["from symntk._numerics import arctan2, clip_cov, safe_sqrt, shaped"]
-        fns = pointwise + ["def features(q):\n    \"\"\"Per-point data: for a closed form, the variance itself.\"\"\"\n    return (q,)",
+        fns = pointwise + _closed_fns(dual) + [
+               "def features(q):\n    \"\"\"Per-point data: for a closed form, the variance itself.\"\"\"\n    return (q,)",
                "def pair(f1, c, f2):\n    \"\"\"(V, Vdot) for broadcasting per-point features f1, f2 and covariance c.\"\"\"\n"
-               "    (q1,), (q2,) = f1, f2\n    c = clip_cov(q1, c, q2)\n" + _closed_body(dual) + "\n    return shaped((V, Vdot), q1, c, q2)",
-               "def diagonal(f):\n    \"\"\"(V, Vdot) at q1 = q2 = c, simplified symbolically (no rounding gap q1 q2 - c^2).\"\"\"\n"
-               "    (q1,) = f\n" + _diagonal_body(dual) + "\n    return shaped((V, Vdot), q1)",
+               "    return closed(f1[0], c, f2[0])",
+               "def diagonal(f):\n    \"\"\"(V, Vdot) at q1 = q2 = c.\"\"\"\n    return closed_diagonal(f[0])",
                dual_fn]
     return codegen.render_module(doc, imports, fns)
 
 
-def _closed_body(dual):
-    return "\n".join(codegen.print_block([("V", dual.nngp_expr), ("Vdot", dual.ntk_expr)]))
-
-
-def _diagonal_body(dual):
-    return "\n".join(codegen.print_block(_diagonal_exprs(dual)))
+def _closed_fns(dual):
+    """``closed(q1, c, q2)`` and ``closed_diagonal(q1)`` of a closed-form module (the latter simplified
+    symbolically, so no rounding gap q1 q2 − c² is left on the diagonal)."""
+    return ["def closed(q1, c, q2):\n    \"\"\"(V, Vdot) by the closed form.\"\"\"\n    c = clip_cov(q1, c, q2)\n"
+            + "\n".join(codegen.print_block([("V", dual.nngp_expr), ("Vdot", dual.ntk_expr)]))
+            + "\n    return shaped((V, Vdot), q1, c, q2)",
+            "def closed_diagonal(q1):\n    \"\"\"(V, Vdot) at q1 = q2 = c, simplified symbolically (no rounding gap q1 q2 - c^2).\"\"\"\n"
+            + "\n".join(codegen.print_block(_diagonal_exprs(dual))) + "\n    return shaped((V, Vdot), q1)"]
 
 
 def _diagonal_exprs(dual):

@@ -169,13 +169,13 @@ def _horner(A1, A2, rho):
 
 
 def _correlation(q1, c, q2):
-    """(ρ = c/√(q1 q2) after clipping, and the mask of coincident points: ρ = 1 and q1 = q2 up to
+    """(c clipped, ρ = c/√(q1 q2), and the mask of coincident points: ρ = 1 and q1 = q2 up to
     16 ulp, where u = v and V, V̇ are the exact moments E[φ²], E[φ'²], which the series reaches
     only slowly — the diagonal of a kernel, and also any two identical inputs)."""
-    s12 = jnp.sqrt(q1 * q2)
-    rho = jnp.where(s12 > 0, clip_cov(q1, c, q2) / jnp.where(s12 > 0, s12, 1), 0)
+    s12, c = jnp.sqrt(q1 * q2), clip_cov(q1, c, q2)
+    rho = jnp.where(s12 > 0, c / jnp.where(s12 > 0, s12, 1), 0)
     tol = 16 * jnp.finfo(rho.dtype).eps
-    return rho, (rho >= 1 - tol) & (jnp.abs(q1 - q2) <= tol * jnp.maximum(q1, q2))
+    return c, rho, (rho >= 1 - tol) & (jnp.abs(q1 - q2) <= tol * jnp.maximum(q1, q2))
 
 
 def pair(f1, c, f2):
@@ -185,13 +185,14 @@ def pair(f1, c, f2):
     (∂V/∂c = E[φ'²]; ∂V/∂q1 = ½E[φφ''] by the heat equation ∂_q E[φ²] = E[φ'²] + E[φφ''])."""
     q1, a1, b1, t1, u1, m1, d1 = f1
     q2, a2, b2, t2, u2, m2, d2 = f2
-    rho, same = _correlation(q1, c, q2)
+    c, rho, same = _correlation(q1, c, q2)
     r = jnp.where(same, 0, jnp.abs(rho) ** a1.shape[-1])
-    exact = safe_sqrt(m1 * m2) + safe_sqrt(d1 * d2) * (clip_cov(q1, c, q2) - safe_sqrt(q1 * q2))
-    Vdot = jnp.where(same, safe_sqrt(d1 * d2), _horner(b1, b2, rho))
+    moment_dot = safe_sqrt(d1 * d2)
+    exact = safe_sqrt(m1 * m2) + moment_dot * (c - safe_sqrt(q1 * q2))
+    Vdot = jnp.where(same, moment_dot, _horner(b1, b2, rho))
     # at q1 = 0 or q2 = 0 (c clipped to 0) only n = 0 survives; + V̇·c keeps ∂V/∂c = V̇ there too
     degenerate = (q1 == 0) | (q2 == 0)
-    V = jnp.where(same, exact, _horner(a1, a2, rho) + jnp.where(degenerate, Vdot * clip_cov(q1, c, q2), 0))
+    V = jnp.where(same, exact, _horner(a1, a2, rho) + jnp.where(degenerate, Vdot * c, 0))
     return V, Vdot, r * jnp.sqrt(t1 * t2), r * jnp.sqrt(u1 * u2)
 
 
@@ -200,7 +201,7 @@ def relative_bound(f1, c, f2):
     (and the same for V̇) over the entries that use the series (all but coincident points, where
     the exact moments replace it); inf where the features are not finite."""
     (q1, a1, _, t1, u1, m1, d1), (q2, _, _, t2, u2, m2, d2) = f1, f2
-    rho, same = _correlation(q1, c, q2)
+    _, rho, same = _correlation(q1, c, q2)
     rel = lambda tail, mom: jnp.sqrt(tail / jnp.where(mom > 0, mom, 1))  # noqa: E731  (per point: O(N); tail ≤ mom)
     ratio = jnp.abs(rho) ** a1.shape[-1] * jnp.maximum(rel(t1, m1) * rel(t2, m2), rel(u1, d1) * rel(u2, d2))
     ratio = jnp.where(jnp.isfinite(ratio), ratio, jnp.inf)
