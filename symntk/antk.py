@@ -13,11 +13,12 @@ integrated with diffrax (Tsit5, adaptive steps) until the fixed-point residuals 
 that a collapse to h = z = 0 below the T6 threshold also counts as converged) — fall below ``tol``.
 Predictor T3 in its two forms, Φ¹(x, X)[Φ¹ + λI]⁻¹y and K(x, X)[K + κλI]⁻¹y with the NTK
 K = Φ¹ + G¹ ⊙ Kˣ (T1, G¹ = ⟨ggᵀ⟩, g = zφ'(h)) and κ = 1 + k the output's degree of homogeneity
-(φ homogeneous of degree k, found symbolically; None otherwise).  Depth ≥ 2 (the deep DMFT of
-T5 with response functions) is not implemented.
+(φ homogeneous of degree k, found symbolically; None otherwise).  Depth ≥ 2 (or
+``method="dmft"``): the deep DMFT of T5 with response functions, in :mod:`symntk.dmft`.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
+from . import dmft
 from .activation import activation as parse, x as x_symbol
 from .errors import ConvergenceError, DataError
 from .gaussian import derive
@@ -43,6 +45,16 @@ def homogeneity_degree(act) -> int | None:
         return None
     k = sp.simplify(sp.log(ratio) / sp.log(alpha))
     return int(k) if k.is_Integer else None
+
+
+def output_degree(k, depth) -> int | None:
+    """κ of T2: deg h¹ = 1, deg hˡ⁺¹ = 1 + k·deg hˡ, κ = 1 + k·deg hᴸ (None when k is None)."""
+    if k is None:
+        return None
+    degree = 1
+    for _ in range(depth - 1):
+        degree = 1 + k * degree
+    return 1 + k * degree
 
 
 @dataclass(frozen=True)
@@ -110,22 +122,26 @@ class Solution:
 
 
 class WeightDecayMLP:
-    """Two-layer (``depth=1``) network of ``activation`` in the aNTK limit: feature-learning
-    strength ``gamma0`` (γ₀ > 0), weight decay ``lam`` (λ > 0), ``particles`` hidden units."""
+    """Network of ``activation`` with ``depth`` hidden layers in the aNTK limit: feature-learning
+    strength ``gamma0`` (γ₀ > 0), weight decay ``lam`` (λ > 0); ``particles`` hidden units of the
+    two-layer solver, or Monte-Carlo samples of the single-site processes of the DMFT."""
 
     def __init__(self, activation, depth=1, gamma0=1.0, lam=1e-2, particles=10_000, seed=0):
-        if depth != 1:
-            raise NotImplementedError("only the two-layer solver (depth=1) exists yet; the deep DMFT of T5 is "
-                                      "not implemented")
+        if not (isinstance(depth, (int, np.integer)) and depth >= 1):
+            raise DataError(f"depth must be an integer ≥ 1, got {depth!r}")
+        if depth >= 2:
+            warnings.warn("the deep DMFT (depth ≥ 2) is checked in the lazy limit and at early times only: in the "
+                          "rich regime its long-time iteration (t ≫ 1/λ) has not been shown to reach the deep-linear "
+                          "closed-form fixed point (derivations/antk.md, 'Not done'); treat late-time results with "
+                          "care", stacklevel=2)
         if not (isinstance(particles, (int, np.integer)) and particles >= 2 and particles % 2 == 0):
             raise DataError(f"particles must be an even integer ≥ 2 (antithetic pairs), got {particles!r}")
         if not (gamma0 > 0 and np.isfinite(gamma0) and lam > 0 and np.isfinite(lam)):
             raise DataError(f"gamma0 and lam must be finite and > 0, got {gamma0}, {lam}")
         self.dual = derive(activation)
-        self.activation, self.depth, self.gamma0, self.lam = self.dual.activation, 1, float(gamma0), float(lam)
+        self.activation, self.depth, self.gamma0, self.lam = self.dual.activation, int(depth), float(gamma0), float(lam)
         self.particles, self.seed = int(particles), seed
-        k = homogeneity_degree(self.activation)
-        self.kappa = None if k is None else 1 + k
+        self.kappa = output_degree(homogeneity_degree(self.activation), self.depth)
         mod = self.dual.module()
         self._phi, self._dphi = mod.phi, mod.dphi
 
@@ -136,18 +152,32 @@ class WeightDecayMLP:
         return self.activation.derivative.has(sp.Heaviside, sp.sign)
 
     def solve(self, x_train, y_train, x_test=None, tol=1e-6, rtol=1e-5, t_max=None, max_steps=200_000,
-              dt=None, throw=True) -> Solution:
-        """Run T5 from the Gaussian initialisation (h ~ N(0, Kˣ), z ~ N(0, 1), in antithetic pairs
-        (h, ±z) so that f(·, 0) = 0 exactly and both T3 forms hold at the fixed point for any number
-        of particles) until both T4 residuals are below ``tol`` (or ``t_max``, default 200/λ).
+              dt=None, throw=True, method=None, n_times=60, response_samples=256, damping=0.5, max_iter=500):
+        """Two-layer particle solver (``method="particles"``, the default at depth 1): run T5 from
+        the Gaussian initialisation (h ~ N(0, Kˣ), z ~ N(0, 1), in antithetic pairs (h, ±z) so that
+        f(·, 0) = 0 exactly and both T3 forms hold at the fixed point for any number of particles)
+        until both T4 residuals are below ``tol`` (or ``t_max``, default 200/λ).
         ``rtol``: the adaptive step's relative tolerance (absolute: 1e-3 rtol); the residual floors
         near the integration error, so a small ``tol`` needs a small ``rtol`` (1e-9 for 1e-5).
-        ``dt``: fixed steps of that size instead of adaptive ones."""
+        ``dt``: fixed steps of that size instead of adaptive ones.  Returns a :class:`Solution`.
+
+        DMFT (``method="dmft"``, the default at depth ≥ 2; :mod:`symntk.dmft`): the kernels on the
+        grid ``dmft.time_grid(t_max, n_times)`` (t_max default 20/λ, so that e^{−λt} has forgotten
+        the initialisation), iterated with ``damping`` until they change by less than ``tol`` (at most
+        ``max_iter`` iterations); responses averaged over ``response_samples`` of the samples.
+        Returns a :class:`symntk.dmft.DMFTSolution` with the T4 residuals at t_max."""
         xtr = _check_x("x_train", x_train).astype(float)
         y = np.asarray(y_train, dtype=float)
         if y.shape != (len(xtr),):
             raise DataError(f"y_train must have shape ({len(xtr)},), got {y.shape}")
         xall = xtr if x_test is None else np.concatenate([xtr, _check_x("x_test", x_test).astype(float)])
+        method = method or ("particles" if self.depth == 1 else "dmft")
+        if method == "dmft":
+            times = dmft.time_grid(20.0 / self.lam if t_max is None else float(t_max), n_times)
+            return dmft.solve(self, xtr, y, xall, times, self.particles, response_samples, tol, max_iter,
+                              damping, self.seed, throw)
+        if method != "particles" or self.depth != 1:
+            raise DataError(f"method must be 'dmft', or 'particles' at depth 1; got {method!r} at depth {self.depth}")
         P, kx = len(xtr), np.asarray(_dot(jnp.asarray(xall), jnp.asarray(xall)))
         ev, U = np.linalg.eigh(kx)
         keep = ev > 1e-12 * ev[-1] * len(ev)  # numerical rank r ≤ min(D, P + Q)

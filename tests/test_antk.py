@@ -109,8 +109,8 @@ def test_homogeneity_degree_is_symbolic_and_holds_numerically(formula, k):
 
 
 def test_bad_settings_are_rejected():
-    with pytest.raises(NotImplementedError, match="deep DMFT"):
-        WeightDecayMLP("relu(x)", depth=2)
+    with pytest.raises(DataError, match="depth"):
+        WeightDecayMLP("relu(x)", depth=0)
     with pytest.raises(DataError, match="lam"):
         WeightDecayMLP("relu(x)", lam=0.0)
     with pytest.raises(DataError, match="y_train"):

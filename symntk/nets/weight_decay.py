@@ -1,7 +1,7 @@
-"""Two-layer networks trained by gradient flow with weight decay (theory/adaptive.md A1–A2, the
-aNTK setting): the empirical side of :mod:`symntk.antk`.
+"""Networks trained by gradient flow with weight decay (theory/adaptive.md A1–A2, the aNTK
+setting): the empirical side of :mod:`symntk.antk` and :mod:`symntk.dmft`.
 
-    h = W x/√D,   f(x; θ) = w·φ(h)/(γ₀N),   W ~ N(0, 1)^{N×D}, w ~ N(0, 1)^N at t = 0
+    h¹ = W⁰x/√D,  hˡ⁺¹ = Wˡφ(hˡ)/√N,  f(x; θ) = w·φ(hᴸ)/(γ₀N),  all weights N(0, 1) at t = 0
     dθ/dt = −[γ₀²N ∇_θ 𝓛 + λθ],   𝓛 = ½ Σ_μ (f(x_μ; θ) − f(x_μ; θ₀) − y_μ)²   (centred output)
 
 The gradient is JAX autodiff of this network — not the particle equations of ``symntk.antk`` —
@@ -25,8 +25,8 @@ from ..gaussian import derive
 @dataclass(frozen=True)
 class WeightDecayRun:
     """``times`` (n_t,); ``outputs`` (seeds, n_t, P + Q): the centred output on the training then
-    test points; ``phi`` (seeds, P + Q, P + Q): the final Φ¹ = φ(h)φ(h)ᵀ/N; ``h`` (seeds, N, P + Q):
-    the final pre-activations (the single-site density's samples)."""
+    test points; ``phi`` (seeds, P + Q, P + Q): the final Φᴸ = φ(hᴸ)φ(hᴸ)ᵀ/N of the last hidden layer;
+    ``h`` (seeds, N, P + Q): its final pre-activations (the single-site density's samples)."""
 
     times: np.ndarray
     outputs: np.ndarray
@@ -40,10 +40,10 @@ class WeightDecayRun:
 
 
 def train(activation, x_train, y_train, x_test=None, width=1024, gamma0=1.0, lam=1e-2, times=(10.0,), seeds=4,
-          dt=None, rtol=1e-6, max_steps=100_000, seed=0) -> WeightDecayRun:
-    """Train ``seeds`` independent width-``width`` networks of ``activation`` on (x_train, y_train)
-    by the flow above, recording the centred output at ``times`` (increasing, > 0; t = 0 is
-    prepended)."""
+          dt=None, rtol=1e-6, max_steps=100_000, seed=0, depth=1) -> WeightDecayRun:
+    """Train ``seeds`` independent width-``width`` networks of ``activation`` with ``depth`` hidden
+    layers on (x_train, y_train) by the flow above, recording the centred output at ``times``
+    (increasing, > 0; t = 0 is prepended)."""
     x_train = np.asarray(x_train, dtype=float)
     y = np.asarray(y_train, dtype=float)
     if x_train.ndim != 2 or y.shape != (len(x_train),):
@@ -52,10 +52,11 @@ def train(activation, x_train, y_train, x_test=None, width=1024, gamma0=1.0, lam
     times = np.concatenate([[0.0], np.asarray(times, dtype=float)])
     if not (np.all(np.diff(times) > 0) and np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise DataError("times must increase from a value > 0, and the data must be finite")
-    if not (gamma0 > 0 and lam >= 0 and width >= 1 and seeds >= 1):
-        raise DataError(f"need gamma0 > 0, lam ≥ 0, width ≥ 1 and seeds ≥ 1, got {gamma0}, {lam}, {width}, {seeds}")
+    if not (gamma0 > 0 and lam >= 0 and width >= 1 and seeds >= 1 and depth >= 1):
+        raise DataError(f"need gamma0 > 0, lam ≥ 0, width ≥ 1, seeds ≥ 1 and depth ≥ 1, got {gamma0}, {lam}, "
+                        f"{width}, {seeds}, {depth}")
     mod = derive(activation).module()
-    run = _compiled(mod.phi, len(x_train), int(width), max_steps, dt is not None)
+    run = _compiled(mod.phi, len(x_train), int(width), int(depth), max_steps, dt is not None)
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
     outputs, phi, h, ok = (np.asarray(a) for a in jax.vmap(run, in_axes=(0,) + (None,) * 7)(
         keys, jnp.asarray(x), jnp.asarray(y), gamma0, lam, jnp.asarray(times), rtol, 1.0 if dt is None else dt))
@@ -66,20 +67,26 @@ def train(activation, x_train, y_train, x_test=None, width=1024, gamma0=1.0, lam
 
 
 @lru_cache(maxsize=None)
-def _compiled(phi, P, width, max_steps, fixed_step):
+def _compiled(phi, P, width, depth, max_steps, fixed_step):
     """One network's flow from its key (jitted; vmapped over keys by the caller)."""
 
-    def hidden(W, x):
-        return W @ x.T / jnp.sqrt(x.shape[1])  # (N, P + Q)
+    def hidden(Ws, x):
+        """hᴸ (N, P + Q) from θ's hidden weights [W⁰, …, Wᴸ⁻¹]."""
+        h = Ws[0] @ x.T / jnp.sqrt(x.shape[1])
+        for W in Ws[1:]:
+            h = W @ phi(h) / jnp.sqrt(width)
+        return h
 
     def output(theta, x, gamma0):
-        W, w = theta
-        return w @ phi(hidden(W, x)) / (gamma0 * width)
+        Ws, w = theta
+        return w @ phi(hidden(Ws, x)) / (gamma0 * width)
 
     @jax.jit
     def run(key, x, y, gamma0, lam, times, rtol, dt):
-        k1, k2 = jax.random.split(key)
-        theta0 = (jax.random.normal(k1, (width, x.shape[1])), jax.random.normal(k2, (width,)))
+        keys = jax.random.split(key, depth + 1)
+        Ws = [jax.random.normal(keys[0], (width, x.shape[1]))]
+        Ws += [jax.random.normal(k, (width, width)) for k in keys[1:depth]]
+        theta0 = (Ws, jax.random.normal(keys[depth], (width,)))
         f0 = output(theta0, x, gamma0)
 
         def loss(theta):
@@ -96,8 +103,8 @@ def _compiled(phi, P, width, max_steps, fixed_step):
             saveat=saveat, max_steps=max_steps, throw=False,
             stepsize_controller=(diffrax.ConstantStepSize() if fixed_step
                                  else diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol)))
-        outputs, (W, _) = sol.ys
-        h = hidden(W[-1], x)
+        outputs, (Ws, _) = sol.ys
+        h = hidden([W[-1] for W in Ws], x)
         phi_h = phi(h)
         return outputs, phi_h.T @ phi_h / width, h, sol.result == diffrax.RESULTS.successful
 

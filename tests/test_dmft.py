@@ -1,0 +1,137 @@
+"""Deep aNTK DMFT (symntk.dmft; theory/adaptive.md T1–T5, derivations/antk.md): the quadrature, the
+deep-linear fixed point in closed form at depth 1, agreement with the two-layer particle solver, and
+the depth-2 lazy limit (which needs the response functions A, B).  Sample counts and tolerances are
+chosen for CI; each tolerance states its budget."""
+import numpy as np
+import pytest
+import scipy.linalg as sl
+from scipy.integrate import quad
+from scipy.optimize import brentq
+
+from symntk import dmft
+from symntk.antk import WeightDecayMLP, output_degree
+from symntk.errors import DataError
+
+X = np.random.default_rng(0).normal(size=(4, 5))
+X *= np.sqrt(5) / np.linalg.norm(X, axis=1, keepdims=True)  # whitened rows, Kˣ_μμ = 1
+Y = np.array([1.0, -0.5, 0.8, 0.3])
+
+
+def linear_fixed_point(kx_cross, kx, y, gamma0, lam, depth):
+    """Deep linear network, weight decay, t → ∞ (derivations/antk.md): ridge regression
+    f(x) = c Kˣ(x, X)(I + cKˣ)⁻¹y whose ridge 1/c solves λc^{q−1} = γ₀^{2−q} m(c)^{1−q/2},
+    q = 2/(L+1), m(c) = rᵀKˣr, r = (I + cKˣ)⁻¹y (the larger root: the stable one)."""
+    q = 2 / (depth + 1)
+
+    def gap(log_c):
+        c = np.exp(log_c)
+        r = np.linalg.solve(np.eye(len(y)) + c * kx, y)
+        return (2 - q) * np.log(gamma0) + (1 - q / 2) * np.log(r @ kx @ r) - np.log(lam) - (q - 1) * log_c
+
+    grid = np.linspace(-20, 20, 4001)
+    values = np.array([gap(a) for a in grid])
+    top = np.argmax(values)
+    assert values[top] > 0, "below the threshold: the network collapses"
+    j = top + np.argmax(values[top:] < 0)
+    c = np.exp(brentq(gap, grid[j - 1], grid[j], xtol=1e-14))
+    return c * kx_cross @ np.linalg.solve(np.eye(len(y)) + c * kx, y)
+
+
+def test_exponential_trapezoid():
+    """A constant integrand gets (1 − e^{−λt})/λ to rounding; a smooth one converges at O(h²)."""
+    lam = 0.5
+    for n in (20, 60):
+        t = dmft.time_grid(10.0, n)
+        D = dmft.trapezoid_decay(t, lam)
+        np.testing.assert_allclose(D.sum(axis=1), -np.expm1(-lam * t) / lam, rtol=1e-13, atol=1e-15)
+    errors = []
+    for n in (41, 81, 161):
+        t = np.linspace(0, 4, n)
+        exact = np.array([quad(lambda s: np.exp(-lam * (tt - s)) * np.cos(s), 0, tt, epsabs=1e-13)[0] for tt in t])
+        errors.append(np.max(np.abs(dmft.trapezoid_decay(t, lam) @ np.cos(t) - exact)))
+    rates = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all(np.abs(rates - 2) < 0.1), rates
+    with pytest.raises(DataError, match="n_times"):
+        dmft.time_grid(1.0, 2)
+
+
+def test_depth_one_linear_fixed_point_is_the_closed_form():
+    """Linear φ, one hidden layer, t_max = 20/λ (e^{−20} of the initialisation left): the DMFT's
+    output, both T3 forms and the T4-rebuilt test output equal the closed form.  Exact quadrature of
+    the decay makes the grid's fixed point the continuous one; the Monte-Carlo samples do not move
+    it (a linear single-site process reaches the same moments whatever its draws), so 1e-6 is the
+    iteration tolerance's scale."""
+    x, y = X, Y
+    m = WeightDecayMLP("x", depth=1, gamma0=1.0, lam=0.5, particles=200)
+    sol = m.solve(x[:3], y[:3], x_test=x[3:], method="dmft", n_times=60, tol=1e-9, response_samples=1)
+    kx = x @ x[:3].T / 5
+    ref = linear_fixed_point(kx, kx[:3], y[:3], 1.0, 0.5, 1)
+    assert sol.result == "successful"
+    np.testing.assert_allclose(sol.output, ref, atol=1e-6)
+    np.testing.assert_allclose(sol.kernel_form, ref, atol=1e-6)
+    assert sol.form_disagreement < 1e-6
+    np.testing.assert_allclose(sol.predict(x[3:]), ref[3:], atol=1e-6)
+    assert max(max(r) for r in sol.residual) < 1e-6
+
+
+def test_depth_one_dmft_follows_the_particle_solver():
+    """tanh, γ₀ = 1: the DMFT output through time against the particle ODE (diffrax) at the same
+    times.  Budget: two Monte-Carlo estimates of f ≈ 0.3 with 2000 samples each (≈ 0.01 each) plus
+    the grid's O(h²) error (≈ 3e-3 here); 0.03 absolute."""
+    x, y = X, Y
+    m = WeightDecayMLP("tanh(x)", depth=1, gamma0=1.0, lam=0.5, particles=2000)
+    sol = m.solve(x[:3], y[:3], x_test=x[3:], method="dmft", n_times=30, t_max=2.0, tol=1e-8)
+    ref = m.solve(x[:3], y[:3], x_test=x[3:], t_max=2.0, throw=False)
+    for n in (10, 20, 29):
+        h, z = ref.state_at(sol.times[n])
+        f = np.asarray(m._phi(h)).T @ z / len(z)
+        assert np.max(np.abs(sol.outputs[n] - f)) < 0.03
+
+
+def test_depth_two_lazy_limit_needs_the_responses():
+    """Depth 2, linear φ, γ₀ → 0, λt ≪ 1: the output follows NTK gradient flow with the depth-2
+    μP NTK G¹Kˣ + G²Φ¹ + Φ² = 3Kˣ.  One third of it, G¹Kˣ, reaches the output only through the
+    response A¹ (the first layer's learning, seen by the second layer's source); without it the flow
+    would be (1 − e^{−2Kˣt})y, 0.14 away at t = 1.  Budget: f = ⟨φz⟩/γ₀ from 4000 samples, ≈ 2 %
+    of |y| ≤ 1, plus O(γ₀) + O(λt); 0.05 absolute."""
+    x, y = X[:3], Y[:3]
+    with pytest.warns(UserWarning, match="lazy limit"):
+        m = WeightDecayMLP("x", depth=2, gamma0=1e-2, lam=1e-4, particles=4000)
+    sol = m.solve(x, y, n_times=20, t_max=1.0, tol=1e-9, response_samples=1)
+    kx = x @ x.T / 5
+    for n in (10, 19):
+        ref = (np.eye(3) - sl.expm(-3 * kx * sol.times[n])) @ y
+        lazy2 = (np.eye(3) - sl.expm(-2 * kx * sol.times[n])) @ y
+        assert np.max(np.abs(sol.outputs[n] - ref)) < 0.05
+    assert np.max(np.abs(ref - lazy2)) > 0.1
+
+
+@pytest.mark.parametrize("formula, depth, kappa", [("relu(x)", 2, 3), ("x", 3, 4), ("x**2", 2, 7), ("tanh(x)", 2, None)])
+def test_output_degree(formula, depth, kappa):
+    """κ of T2 from the symbolic homogeneity degree k: deg h¹ = 1, deg hˡ⁺¹ = 1 + k deg hˡ, κ = 1 + k deg hᴸ;
+    checked on a depth-``depth`` network's output under θ → αθ."""
+    from symntk.antk import homogeneity_degree
+    assert output_degree(homogeneity_degree(formula), depth) == kappa
+    if kappa is None:
+        return
+    from symntk.gaussian import derive
+    phi = derive(formula).module().phi
+    rng = np.random.default_rng(2)
+    Ws = [rng.normal(size=(7, 3))] + [rng.normal(size=(7, 7)) for _ in range(depth - 1)]
+    w, x = rng.normal(size=7), rng.normal(size=3)
+
+    def out(a):
+        h = a * Ws[0] @ x
+        for W in Ws[1:]:
+            h = a * W @ np.asarray(phi(h))
+        return float(a * w @ np.asarray(phi(h)))
+    assert out(1.3) == pytest.approx(1.3 ** kappa * out(1.0), rel=1e-12)
+
+
+def test_bad_dmft_settings():
+    with pytest.raises(DataError, match="even"):
+        WeightDecayMLP("x", depth=1, gamma0=1.0, lam=0.5, particles=3)
+    with pytest.raises(DataError, match="damping"):
+        WeightDecayMLP("x", particles=4).solve(X[:3], Y[:3], method="dmft", n_times=5, damping=0.0)
+    with pytest.raises(DataError, match="method"):
+        WeightDecayMLP("x", particles=4).solve(X[:3], Y[:3], method="euler")
