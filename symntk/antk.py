@@ -18,7 +18,6 @@ K = Φ¹ + G¹ ⊙ Kˣ (T1, G¹ = ⟨ggᵀ⟩, g = zφ'(h)) and κ = 1 + k the o
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -129,11 +128,6 @@ class WeightDecayMLP:
     def __init__(self, activation, depth=1, gamma0=1.0, lam=1e-2, particles=10_000, seed=0):
         if not (isinstance(depth, (int, np.integer)) and depth >= 1):
             raise DataError(f"depth must be an integer ≥ 1, got {depth!r}")
-        if depth >= 2:
-            warnings.warn("the deep DMFT (depth ≥ 2) is checked in the lazy limit and at early times only: in the "
-                          "rich regime its long-time iteration (t ≫ 1/λ) has not been shown to reach the deep-linear "
-                          "closed-form fixed point (derivations/antk.md, 'Not done'); treat late-time results with "
-                          "care", stacklevel=2)
         if not (isinstance(particles, (int, np.integer)) and particles >= 2 and particles % 2 == 0):
             raise DataError(f"particles must be an even integer ≥ 2 (antithetic pairs), got {particles!r}")
         if not (gamma0 > 0 and np.isfinite(gamma0) and lam > 0 and np.isfinite(lam)):
@@ -152,7 +146,7 @@ class WeightDecayMLP:
         return self.activation.derivative.has(sp.Heaviside, sp.sign)
 
     def solve(self, x_train, y_train, x_test=None, tol=1e-6, rtol=1e-5, t_max=None, max_steps=200_000,
-              dt=None, throw=True, method=None, n_times=60, response_samples=256, damping=0.5, max_iter=500):
+              dt=None, throw=True, method=None, n_times=50, response_samples=256, damping=0.7, max_iter=2000):
         """Two-layer particle solver (``method="particles"``, the default at depth 1): run T5 from
         the Gaussian initialisation (h ~ N(0, Kˣ), z ~ N(0, 1), in antithetic pairs (h, ±z) so that
         f(·, 0) = 0 exactly and both T3 forms hold at the fixed point for any number of particles)
@@ -162,10 +156,12 @@ class WeightDecayMLP:
         ``dt``: fixed steps of that size instead of adaptive ones.  Returns a :class:`Solution`.
 
         DMFT (``method="dmft"``, the default at depth ≥ 2; :mod:`symntk.dmft`): the kernels on the
-        grid ``dmft.time_grid(t_max, n_times)`` (t_max default 20/λ, so that e^{−λt} has forgotten
-        the initialisation), iterated with ``damping`` until they change by less than ``tol`` (at most
-        ``max_iter`` iterations); responses averaged over ``response_samples`` of the samples.
-        Returns a :class:`symntk.dmft.DMFTSolution` with the T4 residuals at t_max."""
+        grid ``dmft.time_grid(t_max, n_times)`` (t_max default 5/λ: e^{−5} of the initialisation left),
+        iterated with ``damping`` until they change by less than ``tol`` (at most ``max_iter``
+        iterations); responses averaged over ``response_samples`` of the samples.  The grid must
+        resolve the feature dynamics (steps ≲ 0.5 where it is active); long horizons on coarse steps
+        fail to converge and raise (derivations/antk.md).  Returns a
+        :class:`symntk.dmft.DMFTSolution` with the T4 residuals at t_max."""
         xtr = _check_x("x_train", x_train).astype(float)
         y = np.asarray(y_train, dtype=float)
         if y.shape != (len(xtr),):
@@ -173,7 +169,7 @@ class WeightDecayMLP:
         xall = xtr if x_test is None else np.concatenate([xtr, _check_x("x_test", x_test).astype(float)])
         method = method or ("particles" if self.depth == 1 else "dmft")
         if method == "dmft":
-            times = dmft.time_grid(20.0 / self.lam if t_max is None else float(t_max), n_times)
+            times = dmft.time_grid(5.0 / self.lam if t_max is None else float(t_max), n_times)
             return dmft.solve(self, xtr, y, xall, times, self.particles, response_samples, tol, max_iter,
                               damping, self.seed, throw)
         if method != "particles" or self.depth != 1:

@@ -139,7 +139,9 @@ def _antk(args):
 
     try:
         if args.depth != 1:
-            raise NotImplementedError("only the two-layer aNTK (--depth 1) is implemented")
+            raise NotImplementedError("the report runs the two-layer aNTK (--depth 1) only: the deep DMFT "
+                                      "(sn.antk.WeightDecayMLP(depth=2)) costs O((P·n_t)³) and fits tens of "
+                                      "points, not this data set (derivations/antk.md)")
         from .antk import WeightDecayMLP
         if WeightDecayMLP(args.activation, particles=2).kinked and args.dt is None:
             raise ValueError(f"{args.activation}: φ' jumps, and on several points the aNTK fixed point has particles "
@@ -211,7 +213,7 @@ def main(argv=None) -> int:
     dln.set_defaults(fn=_deep_linear)
     a = sub.add_parser("antk", help="two-layer aNTK (gradient flow with weight decay, T1–T6) vs NTK -> out/")
     a.add_argument("activation", help="activation formula in x, e.g. 'x*erf(x)'")
-    a.add_argument("--depth", type=int, default=1, help="hidden layers (only 1 is implemented)")
+    a.add_argument("--depth", type=int, default=1, help="hidden layers (the report runs 1; deeper: the Python API)")
     a.add_argument("--gamma0", type=float, default=1.0, help="feature-learning strength γ₀")
     a.add_argument("--lam", type=float, default=0.01, help="weight decay λ")
     a.add_argument("--particles", type=int, default=2000, help="hidden units of the mean-field particle solver (even)")

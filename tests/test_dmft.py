@@ -63,7 +63,7 @@ def test_depth_one_linear_fixed_point_is_the_closed_form():
     iteration tolerance's scale."""
     x, y = X, Y
     m = WeightDecayMLP("x", depth=1, gamma0=1.0, lam=0.5, particles=200)
-    sol = m.solve(x[:3], y[:3], x_test=x[3:], method="dmft", n_times=60, tol=1e-9, response_samples=1)
+    sol = m.solve(x[:3], y[:3], x_test=x[3:], method="dmft", n_times=60, t_max=40.0, tol=1e-9, response_samples=1)
     kx = x @ x[:3].T / 5
     ref = linear_fixed_point(kx, kx[:3], y[:3], 1.0, 0.5, 1)
     assert sol.result == "successful"
@@ -95,8 +95,7 @@ def test_depth_two_lazy_limit_needs_the_responses():
     would be (1 − e^{−2Kˣt})y, 0.14 away at t = 1.  Budget: f = ⟨φz⟩/γ₀ from 4000 samples, ≈ 2 %
     of |y| ≤ 1, plus O(γ₀) + O(λt); 0.05 absolute."""
     x, y = X[:3], Y[:3]
-    with pytest.warns(UserWarning, match="lazy limit"):
-        m = WeightDecayMLP("x", depth=2, gamma0=1e-2, lam=1e-4, particles=4000)
+    m = WeightDecayMLP("x", depth=2, gamma0=1e-2, lam=1e-4, particles=4000)
     sol = m.solve(x, y, n_times=20, t_max=1.0, tol=1e-9, response_samples=1)
     kx = x @ x.T / 5
     for n in (10, 19):
@@ -104,6 +103,24 @@ def test_depth_two_lazy_limit_needs_the_responses():
         lazy2 = (np.eye(3) - sl.expm(-2 * kx * sol.times[n])) @ y
         assert np.max(np.abs(sol.outputs[n] - ref)) < 0.05
     assert np.max(np.abs(ref - lazy2)) > 0.1
+
+
+def test_depth_two_linear_rich_fixed_point_is_the_closed_form():
+    """Depth 2, linear φ, γ₀ = 1.5, λ = 0.3 (far above the collapse threshold: c ≈ 13): by t = 10 the
+    output has reached the deep-linear closed form; finite width-512 networks reach 0.823 and 0.829
+    against its 0.826 (derivations/antk.md).  Budget on the training points: 1e-3 (measured 1e-4 at
+    400 samples, 2e-5 at 1000: the fixed point is pinned by T4).  The test point is not pinned by the
+    training fit: it keeps the initialisation's e^{−λt} = e^{−3} ≈ 0.05 times a Monte-Carlo
+    fluctuation ≈ 1/√400, i.e. ≈ 2.5e-3; 1e-2 is four of those."""
+    x, y = X, Y
+    m = WeightDecayMLP("x", depth=2, gamma0=1.5, lam=0.3, particles=400)
+    sol = m.solve(x[:3], y[:3], x_test=x[3:], n_times=50, t_max=10.0, tol=1e-7, response_samples=1)
+    kx = x @ x[:3].T / 5
+    ref = linear_fixed_point(kx, kx[:3], y[:3], 1.5, 0.3, 2)
+    assert sol.result == "successful"
+    np.testing.assert_allclose(sol.output[:3], ref[:3], atol=1e-3)
+    np.testing.assert_allclose(sol.output[3:], ref[3:], atol=1e-2)
+    np.testing.assert_allclose(sol.predict(x[3:]), ref[3:], atol=1e-2)
 
 
 @pytest.mark.parametrize("formula, depth, kappa", [("relu(x)", 2, 3), ("x", 3, 4), ("x**2", 2, 7), ("tanh(x)", 2, None)])
