@@ -169,6 +169,8 @@ class WeightDecayMLP:
         xall = xtr if x_test is None else np.concatenate([xtr, _check_x("x_test", x_test).astype(float)])
         method = method or ("particles" if self.depth == 1 else "dmft")
         if method == "dmft":
+            if dt is not None:
+                raise DataError("dt sets the particle solver's fixed step; the DMFT's grid is t_max and n_times")
             times = dmft.time_grid(5.0 / self.lam if t_max is None else float(t_max), n_times)
             return dmft.solve(self, xtr, y, xall, times, self.particles, response_samples, tol, max_iter,
                               damping, self.seed, throw)

@@ -150,5 +150,7 @@ def test_bad_dmft_settings():
         WeightDecayMLP("x", depth=1, gamma0=1.0, lam=0.5, particles=3)
     with pytest.raises(DataError, match="damping"):
         WeightDecayMLP("x", particles=4).solve(X[:3], Y[:3], method="dmft", n_times=5, damping=0.0)
+    with pytest.raises(DataError, match="n_times"):
+        WeightDecayMLP("x", particles=4).solve(X[:3], Y[:3], method="dmft", dt=0.1)
     with pytest.raises(DataError, match="method"):
         WeightDecayMLP("x", particles=4).solve(X[:3], Y[:3], method="euler")
