@@ -8,14 +8,15 @@
 # ---
 
 # %% [markdown]
-# # aNTK: gradient flow with weight decay in the feature-learning limit (two layers)
+# # aNTK: gradient flow with weight decay in the feature-learning limit
 #
 # `sn.antk.WeightDecayMLP` runs the mean-field particle dynamics of a two-layer network trained by
 # gradient flow with weight decay (theory/adaptive.md T5) to its fixed point (T4), and
 # `symntk.nets.weight_decay.train` trains actual finite-width networks the same way.  Here: the
 # single-point phase transition T6 (theory, particles and networks), the pre-activation density
-# at initialisation and at the fixed point, λ > 0 against λ = 0 (a kernel predictor or not), and —
-# with `--full` — digits test loss against P for the NTK, the aNTK and finite networks.
+# at initialisation and at the fixed point, λ > 0 against λ = 0 (a kernel predictor or not), the
+# depth-2 DMFT against the deep-linear closed form and networks, and — with `--full` — digits test
+# loss against P for the NTK, the aNTK and finite networks.
 #
 # Run as a script (`python notebooks/antk.py`, what CI does; `--full` adds the digits sweep,
 # several minutes) or open with `jupytext --to notebook notebooks/antk.py`.  Figures go to
@@ -148,3 +149,34 @@ if FULL:
     fig.tight_layout()
     fig.savefig(FIG / "antk_digits.png", dpi=130)
     print({k: np.round(v, 4).tolist() for k, v in losses.items()})
+
+# %% [markdown]
+# ## Depth 2: the DMFT against the deep-linear closed form and finite networks
+# `WeightDecayMLP(depth=2)` solves the DMFT of T5 (`symntk/dmft.py`). For a linear φ its fixed
+# point is known in closed form (`antk.linear_fixed_point`: ridge regression with an adapted ridge,
+# derivations/antk.md). The DMFT's output through time reaches it, and so do width-512 networks
+# trained by the same flow.
+
+# %%
+x4 = np.random.default_rng(0).normal(size=(4, 5))
+x4 *= np.sqrt(5) / np.linalg.norm(x4, axis=1, keepdims=True)
+y3 = np.array([1.0, -0.5, 0.8])
+deep = WeightDecayMLP("x", depth=2, gamma0=1.5, lam=0.3, particles=400)
+sol2 = deep.solve(x4[:3], y3, x_test=x4[3:], t_max=10.0, n_times=50, tol=1e-7, response_samples=1)
+kx4 = x4 @ x4[:3].T / 5
+closed = sn.antk.linear_fixed_point(kx4, kx4[:3], y3, 1.5, 0.3, 2)
+net_times = sol2.times[[15, 25, 35, 49]]
+nets = train("x", x4[:3], y3, x_test=x4[3:], width=512, gamma0=1.5, lam=0.3, times=net_times, seeds=2, depth=2,
+             dt=0.05)
+fig, ax = figure(figsize=(6.4, 4))
+for k in range(4):
+    ax.plot(sol2.times[1:], sol2.outputs[1:, k], color=f"C{k}", label=f"DMFT, point {k}" + (" (test)" if k == 3 else ""))
+    ax.axhline(closed[k], color=f"C{k}", ls=":", lw=1)
+    ax.plot(net_times, nets.mean_output[1:, k], "o", color=f"C{k}", ms=4)
+ax.set_xscale("log"), ax.set_xlabel("t"), ax.set_ylabel("f(t)")
+ax.set_title("depth-2 linear, γ₀ = 1.5, λ = 0.3: DMFT (lines), closed form (dotted), width 512 (dots)", fontsize=7)
+ax.legend(fontsize=7)
+fig.tight_layout()
+fig.savefig(FIG / "antk_deep_linear.png", dpi=130)
+print("DMFT at t = 10:", np.round(sol2.output, 4), " closed form:", np.round(closed, 4),
+      " networks:", np.round(nets.mean_output[-1], 4))

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy as sp
+from scipy.optimize import brentq
 
 from . import dmft
 from .activation import activation as parse, x as x_symbol
@@ -54,6 +55,31 @@ def output_degree(k, depth) -> int | None:
     for _ in range(depth - 1):
         degree = 1 + k * degree
     return 1 + k * degree
+
+
+def linear_fixed_point(kx_cross, kx, y, gamma0, lam, depth):
+    """The t → ∞ predictor of a deep linear network (φ(h) = h, ``depth`` hidden layers) trained by
+    gradient flow with weight decay, at the inputs of ``kx_cross`` = Kˣ(x, X) (derivations/antk.md):
+    ridge regression f(x) = c Kˣ(x, X)(I + cKˣ)⁻¹y whose ridge 1/c solves
+    λc^{q−1} = γ₀^{2−q} m(c)^{1−q/2}, q = 2/(L+1), m(c) = rᵀKˣr, r = (I + cKˣ)⁻¹y (the larger root:
+    the stable one; for L ≥ 2, f = 0 is a stable fixed point too)."""
+    q = 2 / (depth + 1)
+
+    def gap(log_c):
+        c = np.exp(log_c)
+        r = np.linalg.solve(np.eye(len(y)) + c * kx, y)
+        return (2 - q) * np.log(gamma0) + (1 - q / 2) * np.log(r @ kx @ r) - np.log(lam) - (q - 1) * log_c
+
+    grid = np.linspace(-20, 20, 4001)
+    values = np.array([gap(a) for a in grid])
+    top = np.argmax(values)
+    if values[top] <= 0:
+        raise DataError(f"γ₀ = {gamma0}, λ = {lam}: below the threshold, the network collapses to f = 0")
+    if not np.any(values[top:] < 0):
+        raise DataError("no root of the ridge equation for c ≤ e^20: the labels are fit with a vanishing ridge")
+    j = top + np.argmax(values[top:] < 0)
+    c = np.exp(brentq(gap, grid[j - 1], grid[j], xtol=1e-14))
+    return c * kx_cross @ np.linalg.solve(np.eye(len(y)) + c * kx, y)
 
 
 @dataclass(frozen=True)

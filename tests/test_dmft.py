@@ -6,35 +6,14 @@ import numpy as np
 import pytest
 import scipy.linalg as sl
 from scipy.integrate import quad
-from scipy.optimize import brentq
 
 from symntk import dmft
-from symntk.antk import WeightDecayMLP, output_degree
+from symntk.antk import WeightDecayMLP, linear_fixed_point, output_degree
 from symntk.errors import DataError
 
 X = np.random.default_rng(0).normal(size=(4, 5))
 X *= np.sqrt(5) / np.linalg.norm(X, axis=1, keepdims=True)  # whitened rows, Kˣ_μμ = 1
 Y = np.array([1.0, -0.5, 0.8, 0.3])
-
-
-def linear_fixed_point(kx_cross, kx, y, gamma0, lam, depth):
-    """Deep linear network, weight decay, t → ∞ (derivations/antk.md): ridge regression
-    f(x) = c Kˣ(x, X)(I + cKˣ)⁻¹y whose ridge 1/c solves λc^{q−1} = γ₀^{2−q} m(c)^{1−q/2},
-    q = 2/(L+1), m(c) = rᵀKˣr, r = (I + cKˣ)⁻¹y (the larger root: the stable one)."""
-    q = 2 / (depth + 1)
-
-    def gap(log_c):
-        c = np.exp(log_c)
-        r = np.linalg.solve(np.eye(len(y)) + c * kx, y)
-        return (2 - q) * np.log(gamma0) + (1 - q / 2) * np.log(r @ kx @ r) - np.log(lam) - (q - 1) * log_c
-
-    grid = np.linspace(-20, 20, 4001)
-    values = np.array([gap(a) for a in grid])
-    top = np.argmax(values)
-    assert values[top] > 0, "below the threshold: the network collapses"
-    j = top + np.argmax(values[top:] < 0)
-    c = np.exp(brentq(gap, grid[j - 1], grid[j], xtol=1e-14))
-    return c * kx_cross @ np.linalg.solve(np.eye(len(y)) + c * kx, y)
 
 
 def test_exponential_trapezoid():
