@@ -233,9 +233,7 @@ class WeightDecayMLP:
         keep = np.isfinite(times)
         times, outputs = times[keep], outputs[keep]
         Phi, G, K = self._kernels(h, z, kx)
-        eye = np.eye(P)
-        kernel_form = Phi[:, :P] @ np.linalg.solve(Phi[:P, :P] + self.lam * eye, y)
-        ntk_form = None if self.kappa is None else K[:, :P] @ np.linalg.solve(K[:P, :P] + self.kappa * self.lam * eye, y)
+        kernel_form, ntk_form = dmft.t3_forms(Phi, K, y, self.lam, self.kappa)
         train_loss = 0.5 * np.mean((outputs[:, :P] - y) ** 2, axis=1)
         return Solution(times, float(t_final), outputs, train_loss, Phi, G, K, outputs[-1], kernel_form, ntk_form,
                         tuple(float(r) for r in res), result, h, z, xtr, y, self, kx, state_at)

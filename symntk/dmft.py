@@ -169,14 +169,27 @@ def solve(model, xtr, y, xall, times, samples, response_samples, tol, max_iter, 
         res_z = model.lam * z[l][:, :P] - model.gamma0 * (f * delta) @ np.broadcast_to(Gout, (M, M))[:P, :P].T
         residual.append((float(np.linalg.norm(res_h) / (model.lam * np.linalg.norm(h0[l][:, :P]))),
                          float(np.linalg.norm(res_z) / (model.lam * np.linalg.norm(z0[l][:, :P])))))
-    ntk = sum(Gl * Pl for Gl, Pl in zip(G[1:], Phi[:-1])) + G[0] * kx + Phi[-1]
-    eye = np.eye(P)
-    kernel_form = Phi[-1][:, :P] @ np.linalg.solve(Phi[-1][:P, :P] + model.lam * eye, y)
-    ntk_form = None if model.kappa is None else \
-        ntk[:, :P] @ np.linalg.solve(ntk[:P, :P] + model.kappa * model.lam * eye, y)
+    ntk = t1_ntk(Phi, G, kx)
+    kernel_form, ntk_form = t3_forms(Phi[-1], ntk, y, model.lam, model.kappa)
     train_loss = 0.5 * np.mean((outputs[:, :P] - y) ** 2, axis=1)
     return DMFTSolution(times, outputs, train_loss, Phi, G, ntk, outputs[-1], kernel_form, ntk_form,
                         tuple(residual), change, iterations, result, h, z, equal_time, xtr, y, kx, model)
+
+
+def t1_ntk(Phi, G, kx):
+    """K = Σ_{ℓ=0..L} Gˡ⁺¹ ⊙ Φˡ (T1) from [Φ¹ … Φᴸ], [G¹ … Gᴸ], Φ⁰ = Kˣ and G^{L+1} = 1 (equal-time
+    matrices or two-time arrays alike)."""
+    return G[0] * kx + sum(Gl * Pl for Gl, Pl in zip(G[1:], Phi[:-1])) + Phi[-1]
+
+
+def t3_forms(phi, ntk, y, lam, kappa):
+    """The T3 predictor on all points from the last layer's Φᴸ and the NTK K (training points first):
+    Φᴸ(·, X)[Φᴸ + λI]⁻¹y and K(·, X)[K + κλI]⁻¹y (None when κ is None)."""
+    P = len(y)
+    eye = np.eye(P)
+    kernel_form = phi[:, :P] @ np.linalg.solve(phi[:P, :P] + lam * eye, y)
+    ntk_form = None if kappa is None else ntk[:, :P] @ np.linalg.solve(ntk[:P, :P] + kappa * lam * eye, y)
+    return kernel_form, ntk_form
 
 
 def _sqrt_psd(k):
@@ -244,9 +257,9 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
         B = mean_jac("u") if need_B else None
         return h, z, Phi, G, A, B, jnp.mean(f * z, axis=0)
 
-    def sweep(state, consts, active):
-        """One Jacobi pass over the layers: new kernels, responses and output from the current ones,
-        with the training error Δ held at its value at the time index ``active`` over the next window
+    def sweep(state, consts, active, responses=True):
+        """One Jacobi pass over the layers: new kernels, responses (if ``responses``; else the current
+        ones kept) and output from the current ones, with the training error Δ held at its value at the time index ``active`` over the next window
         (the guess the window grows into) and switched off after it."""
         Phi, G, A, B, fout = state
         kx_t, ones, y, gamma0, decay, decay_op, eps_u, eps_r = consts
@@ -261,11 +274,11 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
             A_in = zero if l == 0 else A[l - 1]
             B_out = zero if l == L - 1 else B[l]
             new.append(layer(Kin, Gout, A_in, B_out, delta, eps_u[l], eps_r[l], gamma0, decay, decay_op,
-                              l < L - 1, l > 0))
+                              responses and l < L - 1, responses and l > 0))
         Phi_n = [n[2] for n in new]
         G_n = [n[3] for n in new]
-        A_n = [new[l][4] for l in range(L - 1)]  # ∂φ(hˡ)/∂rˡ, ℓ = 1 … L−1
-        B_n = [new[l + 1][5] for l in range(L - 1)]  # ∂g^{ℓ+1}/∂u^{ℓ+1}, ℓ = 1 … L−1
+        A_n = [new[l][4] if responses else A[l] for l in range(L - 1)]  # ∂φ(hˡ)/∂rˡ, ℓ = 1 … L−1
+        B_n = [new[l + 1][5] if responses else B[l] for l in range(L - 1)]  # ∂g^{ℓ+1}/∂u^{ℓ+1}
         f_n = new[-1][6] / gamma0
         return (Phi_n, G_n, A_n, B_n, f_n), [(n[0][:, -1], n[1][:, -1], n[0][:, 0], n[1][:, 0]) for n in new]
 
@@ -281,7 +294,7 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
         # lazy start: Φˡ, Gˡ of the static process (Δ = 0), built layer by layer
         static = (kx_t, ones, jnp.zeros_like(y), gamma0, decay, decay_op, eps_u, eps_r)
         for _ in range(L):
-            state = sweep(state, static, nt)[0]
+            state = sweep(state, static, nt, responses=False)[0]
         state = (state[0], state[1], zero_r, zero_r, jnp.zeros((nt, M)))
 
         def change(old, new, active):
@@ -297,8 +310,7 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
         def newton_output(state, f_new, active):
             """f + (I + J)⁻¹(F(f) − f) on the training points, J = ∂F/∂Δ ≈ D ⊙ K(t, s) (the
             two-time NTK of T1 over the window: the stiff part of the output's response to Δ)."""
-            Phi, G = state[0], state[1]
-            K = G[0] * kx_t + Phi[-1] + sum(Gl * Pl for Gl, Pl in zip(G[1:], Phi[:-1]))
+            K = t1_ntk(state[0], state[1], kx_t)
             on = jnp.arange(nt) <= active
             J = (decay_op * on[None, :])[:, None, :, None] * K[:, :P, :, :P]
             step = jnp.linalg.solve(jnp.eye(nt * P) + J.reshape(nt * P, nt * P),
@@ -316,7 +328,7 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
 
         state, delta, it, _ = jax.lax.while_loop(lambda c: (c[1] > tol) & (c[2] < max_iter), body,
                                                  (state, jnp.inf, 0, jnp.minimum(WINDOW, nt - 1)))
-        final = sweep(state, consts, nt)[1]
+        final = sweep(state, consts, nt, responses=False)[1]
         Phi, G, A, B, fout = state
         eq = [jnp.einsum("aiaj->aij", k) for k in Phi]
         return (fout, eq, [k[-1, :, -1] for k in Phi], [k[-1, :, -1] for k in G],
