@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from symntk.antk import WeightDecayMLP
+from symntk.antk import WeightDecayMLP, linear_fixed_point
 from symntk.errors import DataError
 from symntk.nets.weight_decay import train
 
@@ -55,3 +55,28 @@ def test_final_kernel_and_preactivations_have_the_documented_shapes():
     assert run.h.shape == (2, 64, 4) and run.phi.shape == (2, 4, 4)
     phi_h = run.h * erf(run.h)
     np.testing.assert_allclose(run.phi, np.einsum("snp,snq->spq", phi_h, phi_h) / 64, rtol=1e-12)
+
+
+def test_weight_decay_forgets_the_initialisation_and_no_weight_decay_does_not():
+    """Raw outputs (centred=False) of six width-64 linear networks, D = 5 > P = 3.  With λ > 0 the
+    stationary point minimises a convex function of the predictor (derivations/antk.md), so every
+    seed reaches the closed form, at any width; what is left is the integration error (rtol 1e-6;
+    e^{−λt} = 1e-13 at t = 100).  With λ = 0 every seed interpolates the labels, but the test point
+    keeps the seed's untouched W(0) directions: O(1/(γ₀√N)) ≈ 0.08 apart, which must not vanish."""
+    kx = X @ X.T / 5
+    closed = linear_fixed_point(kx[3:, :3], kx[:3, :3], Y, gamma0=1.5, lam=0.3, depth=1)
+    decay, none = (train("x", X[:3], Y, x_test=X[3:], width=64, gamma0=1.5, lam=lam, times=[100.0], seeds=6,
+                         centred=False).outputs[:, -1] for lam in (0.3, 0.0))
+    np.testing.assert_allclose(decay[:, 3], closed[0], atol=1e-5)
+    np.testing.assert_allclose(none[:, :3], np.broadcast_to(Y, (6, 3)), atol=1e-5)
+    assert np.ptp(none[:, 3]) > 0.05, none[:, 3]
+
+
+def test_raw_output_with_weight_decay_is_its_own_t3_kernel_form_at_finite_width():
+    """λw = γ₀φ(X)ᵀΔ at the stationary point makes f(x) = Φ¹(x, X)[Φ¹ + λI]⁻¹y exactly with the
+    network's own final kernel, for any φ and width (derivations/antk.md); x·erf(x), width 256,
+    t = 300 (e^{−λt} = 1e-13); measured 2e-6: the integration error at rtol 1e-6."""
+    run = train("x*erf(x)", X[:3], Y, x_test=X[3:], width=256, gamma0=1.0, lam=0.1, times=[300.0], seeds=2,
+                centred=False)
+    kernel_form = [K[3, :3] @ np.linalg.solve(K[:3, :3] + 0.1 * np.eye(3), Y) for K in run.phi]
+    np.testing.assert_allclose(run.outputs[:, -1, 3], kernel_form, atol=2e-5)

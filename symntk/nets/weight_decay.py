@@ -4,6 +4,8 @@ setting): the empirical side of :mod:`symntk.antk` and :mod:`symntk.dmft`.
     h¹ = W⁰x/√D,  hˡ⁺¹ = Wˡφ(hˡ)/√N,  f(x; θ) = w·φ(hᴸ)/(γ₀N),  all weights N(0, 1) at t = 0
     dθ/dt = −[γ₀²N ∇_θ 𝓛 + λθ],   𝓛 = ½ Σ_μ (f(x_μ; θ) − f(x_μ; θ₀) − y_μ)²   (centred output)
 
+or, with ``centred=False``, the raw output f(x; θ) in 𝓛 and in what is recorded.
+
 The gradient is JAX autodiff of this network — not the particle equations of ``symntk.antk`` —
 integrated with diffrax (Tsit5; adaptive steps, or fixed ones of size ``dt`` for kinked φ such as
 ReLU, where adaptive steps crawl), for all ``seeds`` at once (vmap).
@@ -24,8 +26,8 @@ from ..gaussian import derive
 
 @dataclass(frozen=True)
 class WeightDecayRun:
-    """``times`` (n_t,); ``outputs`` (seeds, n_t, P + Q): the centred output on the training then
-    test points; ``phi`` (seeds, P + Q, P + Q): the final Φᴸ = φ(hᴸ)φ(hᴸ)ᵀ/N of the last hidden layer;
+    """``times`` (n_t,); ``outputs`` (seeds, n_t, P + Q): the (centred, unless asked otherwise) output
+    on the training then test points; ``phi`` (seeds, P + Q, P + Q): the final Φᴸ = φ(hᴸ)φ(hᴸ)ᵀ/N of the last hidden layer;
     ``h`` (seeds, N, P + Q): its final pre-activations (the single-site density's samples)."""
 
     times: np.ndarray
@@ -40,10 +42,10 @@ class WeightDecayRun:
 
 
 def train(activation, x_train, y_train, x_test=None, width=1024, gamma0=1.0, lam=1e-2, times=(10.0,), seeds=4,
-          dt=None, rtol=1e-6, max_steps=100_000, seed=0, depth=1) -> WeightDecayRun:
+          dt=None, rtol=1e-6, max_steps=100_000, seed=0, depth=1, centred=True) -> WeightDecayRun:
     """Train ``seeds`` independent width-``width`` networks of ``activation`` with ``depth`` hidden
-    layers on (x_train, y_train) by the flow above, recording the centred output at ``times``
-    (increasing, > 0; t = 0 is prepended)."""
+    layers on (x_train, y_train) by the flow above, recording the output (centred: f(·; θ) − f(·; θ₀);
+    raw with ``centred=False``) at ``times`` (increasing, > 0; t = 0 is prepended)."""
     x_train = np.asarray(x_train, dtype=float)
     y = np.asarray(y_train, dtype=float)
     if x_train.ndim != 2 or y.shape != (len(x_train),):
@@ -56,7 +58,7 @@ def train(activation, x_train, y_train, x_test=None, width=1024, gamma0=1.0, lam
         raise DataError(f"need gamma0 > 0, lam ≥ 0, width ≥ 1, seeds ≥ 1 and depth ≥ 1, got {gamma0}, {lam}, "
                         f"{width}, {seeds}, {depth}")
     mod = derive(activation).module()
-    run = _compiled(mod.phi, len(x_train), int(width), int(depth), max_steps, dt is not None)
+    run = _compiled(mod.phi, len(x_train), int(width), int(depth), max_steps, dt is not None, bool(centred))
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
     outputs, phi, h, ok = (np.asarray(a) for a in jax.vmap(run, in_axes=(0,) + (None,) * 7)(
         keys, jnp.asarray(x), jnp.asarray(y), gamma0, lam, jnp.asarray(times), rtol, 1.0 if dt is None else dt))
@@ -67,7 +69,7 @@ def train(activation, x_train, y_train, x_test=None, width=1024, gamma0=1.0, lam
 
 
 @lru_cache(maxsize=None)
-def _compiled(phi, P, width, depth, max_steps, fixed_step):
+def _compiled(phi, P, width, depth, max_steps, fixed_step, centred):
     """One network's flow from its key (jitted; vmapped over keys by the caller)."""
 
     def hidden(Ws, x):
@@ -87,7 +89,7 @@ def _compiled(phi, P, width, depth, max_steps, fixed_step):
         Ws = [jax.random.normal(keys[0], (width, x.shape[1]))]
         Ws += [jax.random.normal(k, (width, width)) for k in keys[1:depth]]
         theta0 = (Ws, jax.random.normal(keys[depth], (width,)))
-        f0 = output(theta0, x, gamma0)
+        f0 = output(theta0, x, gamma0) if centred else jnp.zeros(x.shape[0])
 
         def loss(theta):
             return 0.5 * jnp.sum((output(theta, x[:P], gamma0) - f0[:P] - y) ** 2)
