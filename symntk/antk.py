@@ -185,8 +185,8 @@ class WeightDecayMLP:
         grid ``dmft.time_grid(t_max, n_times)`` (t_max default 5/λ: e^{−5} of the initialisation left),
         iterated with ``damping`` until they change by less than ``tol`` (at most ``max_iter``
         iterations); responses averaged over ``response_samples`` of the samples.  The grid must
-        resolve the feature dynamics (steps ≲ 0.5 where it is active); long horizons on coarse steps
-        fail to converge and raise (derivations/antk.md).  Returns a
+        resolve the feature dynamics where they are fast (the grid's geometric start does); an
+        iteration that does not converge raises (derivations/antk.md).  Returns a
         :class:`symntk.dmft.DMFTSolution` with the T4 residuals at t_max."""
         xtr = _check_x("x_train", x_train).astype(float)
         y = np.asarray(y_train, dtype=float)

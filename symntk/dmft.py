@@ -3,7 +3,8 @@ T1–T5; derived in derivations/antk.md), solved by damped iteration on the two-
 
 Network A1 with L hidden layers, flow dθ/dt = −[γ₀²N∇𝓛 + λθ].  Every layer ℓ is a single-site
 process on the time grid t_n and the P training + Q test points, driven by Gaussian sources
-uˡ ~ GP(0, Φˡ⁻¹) and rˡ ~ GP(0, Gˡ⁺¹) (Φ⁰ = Kˣ, G^{L+1} = 1):
+uˡ ~ GP(0, Φˡ⁻¹) and rˡ ~ GP(0, Gˡ⁺¹) (Φ⁰ = Kˣ, G^{L+1} = 1), drawn as W(0)φ(h)/√N is in the network:
+uˡ = εφ(hˡ⁻¹)/√S and rˡ = ε'gˡ⁺¹/√S over the S samples of the neighbouring layer (fixed ε, ε'):
 
     hˡ(t) = e^{−λt}[uˡ(t) + Σ_s A^{ℓ−1}(t, s) gˡ(s)] + γ₀ ∫₀ᵗ ds e^{−λ(t−s)} Φˡ⁻¹(t, s) Δ(s) gˡ(s)
     zˡ(t) = e^{−λt}[rˡ(t) + Σ_s Bˡ(t, s) φ(hˡ(s))] + γ₀ ∫₀ᵗ ds e^{−λ(t−s)} Gˡ⁺¹(t, s) Δ(s) φ(hˡ(s))
@@ -13,9 +14,10 @@ with the kernels Φˡ = ⟨φ(hˡ)φ(hˡ)ᵀ⟩, Gˡ = ⟨gˡgˡᵀ⟩ and the r
 Bˡ(t, s) = ⟨∂gˡ⁺¹(t)/∂uˡ⁺¹(s)⟩ (exact per sample, by forward-mode autodiff of the discrete process).
 The integrals are trapezoid sums on the grid; the implicit diagonal term is solved by Newton steps.  Averages are over ``samples`` fixed Monte-Carlo draws (common random numbers, antithetic in
 r so that f(·, 0) = 0 exactly), so the iteration is a deterministic map; it stops when the kernels,
-responses and output change by less than ``tol`` in one step.  Causality lets the iteration march:
-it converges on the first ``WINDOW`` times (Δ switched off after them), then extends the window —
-one damped iteration over a long horizon of a stiff flow does not converge.
+responses, samples and output change by less than ``tol`` in one step.  The map is causal (the
+sources at t use the samples at t only), so the iteration marches: it converges on the first
+``WINDOW`` times (Δ switched off after them), then extends the window — one damped iteration over a
+long horizon of a stiff flow does not converge.
 """
 from __future__ import annotations
 
@@ -143,13 +145,14 @@ def solve(model, xtr, y, xall, times, samples, response_samples, tol, max_iter, 
     training on (xtr, y), with the test points after them in ``xall``."""
     P, M, L, nt = len(y), len(xall), model.depth, len(times)
     kx = xall @ xall.T / xall.shape[1]
-    if not (isinstance(samples, (int, np.integer)) and samples >= 2 and samples % 2 == 0):
-        raise DataError(f"samples must be an even integer ≥ 2 (antithetic pairs), got {samples!r}")
+    if not (isinstance(samples, (int, np.integer)) and samples >= max(2, M) and samples % 2 == 0):
+        raise DataError(f"samples must be an even integer ≥ 2 (antithetic pairs) and ≥ the {M} points, "
+                        f"got {samples!r}")
     if not (0 < damping <= 1 and tol > 0 and max_iter >= 1 and response_samples >= 1):
         raise DataError(f"need 0 < damping ≤ 1, tol > 0, max_iter ≥ 1 and response_samples ≥ 1, got "
                         f"{damping!r}, {tol!r}, {max_iter!r}, {response_samples!r}")
     run = _compiled(model._phi, model._dphi, L, P, M, nt, int(samples), min(int(response_samples), samples))
-    eps_u, eps_r = jax.random.normal(jax.random.PRNGKey(seed), (2, L, samples // 2, nt * M))
+    eps_u, eps_r = jax.random.normal(jax.random.PRNGKey(seed), (2, L, samples // 2, samples))
     eps_u, eps_r = jnp.concatenate([eps_u, eps_u], axis=1), jnp.concatenate([eps_r, -eps_r], axis=1)
     out = run(jnp.asarray(kx), jnp.asarray(y), model.gamma0, model.lam, jnp.asarray(times),
               jnp.asarray(trapezoid_decay(times, model.lam)), eps_u, eps_r, tol, int(max_iter), damping)
@@ -193,10 +196,8 @@ def t3_forms(phi, ntk, y, lam, kappa):
 
 
 def _sqrt_psd(k):
-    """The principal square root of a symmetric PSD matrix: continuous in k, unlike an eigenvector
-    factor, so fixed draws give samples that move continuously with the kernels through the iteration
-    (common random numbers).  Eigenvalues below 1e-12 of the largest are rounding (the two-time kernels
-    are nearly rank-deficient) and set to 0: √ of a rounding error (1e-8) would be noise."""
+    """The principal square root of a symmetric PSD matrix (here Kˣ, the first layer's static source
+    covariance); eigenvalues below 1e-12 of the largest are rounding and set to 0."""
     ev, U = jnp.linalg.eigh(0.5 * (k + k.T))
     return (U * jnp.sqrt(jnp.where(ev > 1e-12 * ev[-1], ev, 0.0))) @ U.T
 
@@ -231,12 +232,10 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
         zeros = jnp.zeros((nt, P))
         return jax.lax.scan(step, (zeros, zeros), jnp.arange(nt))[1]
 
-    def layer(Kin, Gout, A_in, B_out, delta, eu, er, gamma0, decay, decay_op, need_A, need_B):
-        """Samples of layer ℓ's process and its averages (Φ, G, responses, ⟨φz⟩) for given kernels."""
+    def layer(Kin, Gout, A_in, B_out, delta, u, r, gamma0, decay, decay_op, need_A, need_B):
+        """Samples of layer ℓ's process from its sources (u, r) and its averages (Φ, G, responses, ⟨φz⟩)."""
         Ah = decay[:, None, None, None] * A_in + gamma0 * decay_op[:, None, :, None] * Kin[..., :P] * delta
         Az = decay[:, None, None, None] * B_out + gamma0 * decay_op[:, None, :, None] * Gout[..., :P] * delta
-        u = (eu @ _sqrt_psd(Kin.reshape(nt * M, nt * M)).T).reshape(S, nt, M)
-        r = (er @ _sqrt_psd(Gout.reshape(nt * M, nt * M)).T).reshape(S, nt, M)
         h, z = jax.vmap(path, in_axes=(0, 0, None, None, None))(u, r, Ah, Az, decay)
         f, g = phi(h), dphi(h) * z
         Phi = jnp.einsum("sai,sbj->aibj", f, f) / S
@@ -255,14 +254,20 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
 
         A = mean_jac("r") if need_A else None
         B = mean_jac("u") if need_B else None
-        return h, z, Phi, G, A, B, jnp.mean(f * z, axis=0)
+        return h, z, Phi, G, A, B, jnp.mean(f * z, axis=0), f, g
+
+    def sources(features, eps):
+        """Gaussian sources with covariance ⟨FFᵀ⟩ (the kernel of the samples F, (S, nt, M)): eps F/√S
+        with eps (S, S) i.i.d. N(0, 1) — as W(0)φ(h)/√N in the network: causal in t and smooth in F."""
+        return (eps @ features.reshape(S, nt * M) / jnp.sqrt(S)).reshape(S, nt, M)
 
     def sweep(state, consts, active, responses=True):
         """One Jacobi pass over the layers: new kernels, responses (if ``responses``; else the current
-        ones kept) and output from the current ones, with the training error Δ held at its value at the time index ``active`` over the next window
-        (the guess the window grows into) and switched off after it."""
-        Phi, G, A, B, fout = state
-        kx_t, ones, y, gamma0, decay, decay_op, eps_u, eps_r = consts
+        ones kept), samples and output from the current ones, with the training error Δ held at its
+        value at the time index ``active`` over the next window (the guess the window grows into) and
+        switched off after it."""
+        Phi, G, A, B, Fh, Fg, fout = state
+        kx_t, ones, y, gamma0, decay, decay_op, u_in, r_out, eps_u, eps_r = consts
         n = jnp.arange(nt)
         delta = (y - fout[jnp.minimum(n, active), :P]) * (n <= active + WINDOW)[:, None]
         delta = delta[None, None]
@@ -273,36 +278,40 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
             Gout = ones if l == L - 1 else G[l + 1]
             A_in = zero if l == 0 else A[l - 1]
             B_out = zero if l == L - 1 else B[l]
-            new.append(layer(Kin, Gout, A_in, B_out, delta, eps_u[l], eps_r[l], gamma0, decay, decay_op,
-                              responses and l < L - 1, responses and l > 0))
-        Phi_n = [n[2] for n in new]
-        G_n = [n[3] for n in new]
+            u = u_in if l == 0 else sources(Fh[l - 1], eps_u[l])
+            r = r_out if l == L - 1 else sources(Fg[l + 1], eps_r[l])
+            new.append(layer(Kin, Gout, A_in, B_out, delta, u, r, gamma0, decay, decay_op,
+                             responses and l < L - 1, responses and l > 0))
         A_n = [new[l][4] if responses else A[l] for l in range(L - 1)]  # ∂φ(hˡ)/∂rˡ, ℓ = 1 … L−1
         B_n = [new[l + 1][5] if responses else B[l] for l in range(L - 1)]  # ∂g^{ℓ+1}/∂u^{ℓ+1}
-        f_n = new[-1][6] / gamma0
-        return (Phi_n, G_n, A_n, B_n, f_n), [(n[0][:, -1], n[1][:, -1], n[0][:, 0], n[1][:, 0]) for n in new]
+        state = ([n[2] for n in new], [n[3] for n in new], A_n, B_n, [n[7] for n in new], [n[8] for n in new],
+                 new[-1][6] / gamma0)
+        return state, [(n[0][:, -1], n[1][:, -1], n[0][:, 0], n[1][:, 0]) for n in new]
 
     @jax.jit
     def run(kx, y, gamma0, lam, times, decay_op, eps_u, eps_r, tol, max_iter, damping):
         decay = jnp.exp(-lam * times)
         kx_t = jnp.broadcast_to(kx[None, :, None, :], (nt, M, nt, M))
         ones = jnp.ones((nt, M, nt, M))
-        consts = (kx_t, ones, y, gamma0, decay, decay_op, eps_u, eps_r)
-        zero_k = jnp.zeros((nt, M, nt, M))
+        # the static sources: u¹ ~ N(0, Kˣ) for all t; r^L = w(0) ~ N(0, 1) for all t and points
+        u_in = jnp.broadcast_to((eps_u[0][:, :M] @ _sqrt_psd(kx))[:, None, :], (S, nt, M))
+        r_out = jnp.broadcast_to(eps_r[-1][:, :1, None], (S, nt, M))
+        consts = (kx_t, ones, y, gamma0, decay, decay_op, u_in, r_out, eps_u, eps_r)
+        zero_k, zero_s = jnp.zeros((nt, M, nt, M)), jnp.zeros((S, nt, M))
         zero_r = [jnp.zeros((nt, M, nt, P)) for _ in range(L - 1)]
-        state = ([zero_k] * L, [ones] * L, zero_r, zero_r, jnp.zeros((nt, M)))
-        # lazy start: Φˡ, Gˡ of the static process (Δ = 0), built layer by layer
-        static = (kx_t, ones, jnp.zeros_like(y), gamma0, decay, decay_op, eps_u, eps_r)
-        for _ in range(L):
+        state = ([zero_k] * L, [ones] * L, zero_r, zero_r, [zero_s] * L, [zero_s] * L, jnp.zeros((nt, M)))
+        # lazy start: the static process (Δ = 0), forward then backward through the layers
+        static = (kx_t, ones, jnp.zeros_like(y), *consts[3:])
+        for _ in range(2 * L):
             state = sweep(state, static, nt, responses=False)[0]
-        state = (state[0], state[1], zero_r, zero_r, jnp.zeros((nt, M)))
 
         def change(old, new, active):
             """Largest change, relative to each array's scale, over the times ≤ ``active``."""
             on = jnp.arange(nt) <= active
+            masks = {2: on[:, None], 3: on[None, :, None], 4: on[:, None, None, None] & on[None, None, :, None]}
             out = []
             for a, b in zip(jax.tree_util.tree_leaves(old), jax.tree_util.tree_leaves(new)):
-                mask = on[:, None] if a.ndim == 2 else on[:, None, None, None] & on[None, None, :, None]
+                mask = masks[a.ndim]
                 out.append(jnp.max(jnp.where(mask, jnp.abs(a - b), 0.0)) / (jnp.max(jnp.abs(jnp.where(mask, b, 0.0)))
                                                                            + 1e-300))
             return jnp.max(jnp.stack(out))
@@ -314,14 +323,14 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
             on = jnp.arange(nt) <= active
             J = (decay_op * on[None, :])[:, None, :, None] * K[:, :P, :, :P]
             step = jnp.linalg.solve(jnp.eye(nt * P) + J.reshape(nt * P, nt * P),
-                                    (f_new - state[4])[:, :P].reshape(nt * P))
-            return f_new.at[:, :P].set(state[4][:, :P] + step.reshape(nt, P))
+                                    (f_new - state[-1])[:, :P].reshape(nt * P))
+            return f_new.at[:, :P].set(state[-1][:, :P] + step.reshape(nt, P))
 
         def body(carry):
             state, _, it, active = carry
             new = sweep(state, consts, active)[0]
-            mixed = jax.tree_util.tree_map(lambda a, b: a + damping * (b - a), state[:4], new[:4])
-            mixed = (*mixed, newton_output(state, new[4], active))
+            mixed = jax.tree_util.tree_map(lambda a, b: a + damping * (b - a), state[:-1], new[:-1])
+            mixed = (*mixed, newton_output(state, new[-1], active))
             moved = change(state, new, active)
             grow = (moved <= tol) & (active < nt - 1)  # converged so far: extend the window
             return mixed, jnp.where(grow, jnp.inf, moved), it + 1, jnp.where(grow, jnp.minimum(active + WINDOW, nt - 1), active)
@@ -329,7 +338,7 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
         state, delta, it, _ = jax.lax.while_loop(lambda c: (c[1] > tol) & (c[2] < max_iter), body,
                                                  (state, jnp.inf, 0, jnp.minimum(WINDOW, nt - 1)))
         final = sweep(state, consts, nt, responses=False)[1]
-        Phi, G, A, B, fout = state
+        Phi, G, fout = state[0], state[1], state[-1]
         eq = [jnp.einsum("aiaj->aij", k) for k in Phi]
         return (fout, eq, [k[-1, :, -1] for k in Phi], [k[-1, :, -1] for k in G],
                 *([s[i] for s in final] for i in range(4)), delta, it)

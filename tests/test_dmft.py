@@ -85,21 +85,21 @@ def test_depth_two_lazy_limit_needs_the_responses():
 
 
 def test_depth_two_linear_rich_fixed_point_is_the_closed_form():
-    """Depth 2, linear φ, γ₀ = 1.5, λ = 0.3 (far above the collapse threshold: c ≈ 13): by t = 10 the
-    output has reached the deep-linear closed form; finite width-512 networks reach 0.823 and 0.829
-    against its 0.826 (derivations/antk.md).  Budget on the training points: 1e-3 (measured 1e-4 at
-    400 samples, 2e-5 at 1000: the fixed point is pinned by T4).  The test point is not pinned by the
-    training fit: it keeps the initialisation's e^{−λt} = e^{−3} ≈ 0.05 times a Monte-Carlo
-    fluctuation ≈ 1/√400, i.e. ≈ 2.5e-3; 1e-2 is four of those."""
+    """Depth 2, linear φ, γ₀ = 1.5, λ = 0.3 (far above the collapse threshold: c ≈ 13), a long horizon
+    t = 20 = 6/λ on 60 times: the iteration converges to tol = 1e-7 (the first version, whose sources
+    were the two-time kernels' square roots, stalled here: derivations/antk.md) and the output has
+    reached the deep-linear closed form; finite width-512 networks reach 0.823 and 0.829 against its
+    0.826.  Budget: what is left of the initialisation, e^{−λt} = e^{−6} = 2.5e-3, times a Monte-Carlo
+    fluctuation ≈ 1/√400 = 0.05, i.e. 1.2e-4; 3e-4 is 2.5 of those (measured 1e-5 on the training
+    points, 8e-5 at the test point; T4's rebuild, `predict`, 2e-6)."""
     x, y = X, Y
     m = WeightDecayMLP("x", depth=2, gamma0=1.5, lam=0.3, particles=400)
-    sol = m.solve(x[:3], y[:3], x_test=x[3:], n_times=50, t_max=10.0, tol=1e-7, response_samples=1)
+    sol = m.solve(x[:3], y[:3], x_test=x[3:], n_times=60, t_max=20.0, tol=1e-7, response_samples=1)
     kx = x @ x[:3].T / 5
     ref = linear_fixed_point(kx, kx[:3], y[:3], 1.5, 0.3, 2)
     assert sol.result == "successful"
-    np.testing.assert_allclose(sol.output[:3], ref[:3], atol=1e-3)
-    np.testing.assert_allclose(sol.output[3:], ref[3:], atol=1e-2)
-    np.testing.assert_allclose(sol.predict(x[3:]), ref[3:], atol=1e-2)
+    np.testing.assert_allclose(sol.output, ref, atol=3e-4)
+    np.testing.assert_allclose(sol.predict(x[3:]), ref[3:], atol=3e-4)
 
 
 @pytest.mark.parametrize("formula, depth, kappa", [("relu(x)", 2, 3), ("x", 3, 4), ("x**2", 2, 7), ("tanh(x)", 2, None)])
