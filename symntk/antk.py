@@ -137,13 +137,9 @@ class Solution:
     def predict(self, x_new):
         """T3 at new inputs: each particle's h(x) from the fixed-point condition T4,
         h(x) = (γ₀/λ) Kˣ(x, X)(g ⊙ Δ) with g = zφ'(h), then Φ¹(x, X)[Φ¹ + λI]⁻¹y."""
-        m, P = self.model, len(self.y_train)
         x_new = jnp.asarray(_check_x("x_new", x_new), dtype=float)
-        delta = self.y_train - self.output[:P]
-        g = self.z[:, None] * np.asarray(m._dphi(self.h[:, :P]))
-        h_new = (m.gamma0 / m.lam) * (g * delta) @ np.asarray(_dot(x_new, jnp.asarray(self.x_train))).T
-        phi_new = np.asarray(m._phi(h_new)).T @ np.asarray(m._phi(self.h[:, :P])) / len(self.z)
-        return phi_new @ np.linalg.solve(self.phi[:P, :P] + m.lam * np.eye(P), self.y_train)
+        kx_cross = np.asarray(_dot(x_new, jnp.asarray(self.x_train)))
+        return dmft.t4_predict(self.model, [self.h], [self.z[:, None]], kx_cross, self.y_train, self.output, self.phi)
 
 
 class WeightDecayMLP:

@@ -91,19 +91,12 @@ class DMFTSolution:
         return self.h[layer - 1][:, point]
 
     def predict(self, x_new):
-        """T3 at new inputs, with each sample's hˡ(x) rebuilt layer by layer from T4:
-        hˡ(x) = (γ₀/λ) Φˡ⁻¹(x, X)(Δ ⊙ gˡ) (Φ⁰ = Kˣ), then Φᴸ(x, X)[Φᴸ + λI]⁻¹y."""
-        m, P = self.model, len(self.y_train)
+        """T3 at new inputs, with each sample's hˡ(x) rebuilt layer by layer from T4 (:func:`t4_predict`)."""
         x_new = np.asarray(x_new, dtype=float)
         if x_new.ndim != 2 or x_new.shape[1] != self.x_train.shape[1]:
             raise DataError(f"x_new must have shape (n, {self.x_train.shape[1]}), got {x_new.shape}")
-        delta = self.y_train - self.output[:P]
-        cross = x_new @ self.x_train.T / x_new.shape[1]  # Kˣ(x, X)
-        for h, z in zip(self.h, self.z):
-            g = z[:, :P] * np.asarray(m._dphi(h[:, :P]))
-            h_new = (m.gamma0 / m.lam) * (g * delta) @ cross.T  # (S, n)
-            cross = np.asarray(m._phi(h_new)).T @ np.asarray(m._phi(h[:, :P])) / len(h)
-        return cross @ np.linalg.solve(self.phi[-1][:P, :P] + m.lam * np.eye(P), self.y_train)
+        kx_cross = x_new @ self.x_train.T / x_new.shape[1]
+        return t4_predict(self.model, self.h, self.z, kx_cross, self.y_train, self.output, self.phi[-1])
 
 
 def time_grid(t_max, n_times, growth=1.15):
@@ -177,6 +170,21 @@ def solve(model, xtr, y, xall, times, samples, response_samples, tol, max_iter, 
     train_loss = 0.5 * np.mean((outputs[:, :P] - y) ** 2, axis=1)
     return DMFTSolution(times, outputs, train_loss, Phi, G, ntk, outputs[-1], kernel_form, ntk_form,
                         tuple(residual), change, iterations, result, h, z, equal_time, xtr, y, kx, model)
+
+
+def t4_predict(model, h, z, kx_cross, y, output, phi):
+    """T3 at new inputs x from the fixed point's samples h = [h¹ … hᴸ], z = [z¹ … zᴸ] (each (S, ≥ P),
+    training columns first; z may be (S, 1)), rebuilding each sample's hˡ(x) layer by layer from T4:
+    hˡ(x) = (γ₀/λ) Φˡ⁻¹(x, X)(Δ ⊙ gˡ), gˡ = φ'(hˡ)zˡ, Φ⁰(x, X) = ``kx_cross``; then
+    Φᴸ(x, X)[Φᴸ + λI]⁻¹y with the final Φᴸ = ``phi`` and Δ = y − ``output`` on the training points."""
+    P = len(y)
+    delta = y - output[:P]
+    cross = kx_cross
+    for hl, zl in zip(h, z):
+        g = zl[:, :P] * np.asarray(model._dphi(hl[:, :P]))
+        h_new = (model.gamma0 / model.lam) * (g * delta) @ cross.T  # (S, n)
+        cross = np.asarray(model._phi(h_new)).T @ np.asarray(model._phi(hl[:, :P])) / len(hl)
+    return cross @ np.linalg.solve(phi[:P, :P] + model.lam * np.eye(P), y)
 
 
 def t1_ntk(Phi, G, kx):
