@@ -61,9 +61,12 @@ def clip_cov(q1, c, q2):
 
     Only values with c² > q1 q2 are touched: c = q1 = q2 (a diagonal) stays exact, so that
     q1 q2 − c² is exactly 0 there (√(q·q) may round below q, which would leave a gap ~ 1e-16 q²
-    whose square root, ~1e-8 q, an arc-cosine kernel's V̇ would feel).
+    whose square root, ~1e-8 q, an arc-cosine kernel's V̇ would feel).  The square root is taken
+    only where it is used, so that its infinite slope at q1 q2 = 0 does not turn the gradient of
+    the untouched entries into ∞·0 = NaN (∂V/∂q at q = 0).
     """
-    return jnp.where(c * c > q1 * q2, jnp.sign(c) * jnp.sqrt(q1 * q2), c)
+    clipped = c * c > q1 * q2
+    return jnp.where(clipped, jnp.sign(c) * jnp.sqrt(jnp.where(clipped, q1 * q2, 1.0)), c)
 
 
 def shaped(values, *like):

@@ -166,3 +166,17 @@ def test_zero_variance_gives_the_one_point_limit():
     Vs, Vds = (float(v) for v in f(1e-12, 0.0, 1.0))
     assert np.isfinite(Vd0) and Vd0 == pytest.approx(Vds, rel=1e-6) and V0 == pytest.approx(Vs, abs=1e-6)
     assert float(jax.grad(lambda c: f(0.0, c, 1.0)[0])(0.0)) == pytest.approx(Vd0, rel=1e-12)
+
+
+@pytest.mark.parametrize("formula, expected", [("erf(x)", (0.0, -4 / np.pi / np.sqrt(3))),
+                                                 ("exp(x)", (0.5 * np.exp(0.5), 0.5 * np.exp(0.5))),
+                                                 ("x**3", (0.0, 9.0)), ("relu(x)", (0.0, 0.0))])
+def test_closed_form_q_derivatives_at_zero_variance_are_finite(formula, expected):
+    """∂V/∂q1 and ∂V̇/∂q1 at q1 = 0, c = 0, q2 = 1.  The clip of c must not leak √(q1 q2)'s infinite
+    slope into the gradient of the unclipped entries (∞·0 = NaN, the old behaviour).  Smooth φ: the
+    exact values (erf: V̇ = (4/π)(1 + 2q1 + 2q2 + 4q1q2 − 4c²)^{−1/2}; exp: V = V̇ = e^{(q1+q2)/2};
+    x³: V = 9q1q2c + 6c³, V̇ = 9q1q2 + 18c²).  ReLU's V ∝ √q1 has no derivative at 0: it reports 0,
+    the value that makes a zero-input row's entries (q1 ≡ 0, so dq1 = 0) differentiate to 0, not ∞·0."""
+    f = sn.derive(formula).jax(checked=False)
+    got = [float(jax.grad(lambda q: f(q, 0.0, 1.0)[k])(0.0)) for k in (0, 1)]
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-15)
