@@ -66,7 +66,7 @@ class MLP:
         self.sigma_w, self.sigma_b = sigma_w, sigma_b
         self.coefficients = layer_coefficients(depth, sigma_w, sigma_b, parameterization)
         self._diag, self._tile = _passes(self.dual.module())
-        self._lengthen = n_terms is None and self.dual.method == "hermite" and self.dual.n_terms < hermite.MAX_TERMS
+        self._lengthen = can_lengthen(self.dual, n_terms)
 
     def __repr__(self):
         return (f"MLP({str(self.activation.expr)!r}, depth={self.depth}, sigma_w={self.sigma_w}, "
@@ -109,6 +109,12 @@ def _pair_kernel(diag, tile_fn, coef, x1, x2, dtype, tile, progress):
     if x2 is None:
         return _assemble(tile_fn, coef, (x1, f1), (x1, f1), d1, dtype, tile, progress)
     return _assemble(tile_fn, coef, (x1, f1), (x2, diag(x2, coef)[0]), None, dtype, tile, progress)
+
+
+def can_lengthen(dual, n_terms):
+    """Whether a kernel of ``dual`` may switch to the longest Hermite series (N = hermite.MAX_TERMS)
+    when its truncation bound needs it: the user left ``n_terms`` to symntk and the series is shorter."""
+    return n_terms is None and dual.method == "hermite" and dual.n_terms < hermite.MAX_TERMS
 
 
 def warn_truncation(dual, bound, owner):

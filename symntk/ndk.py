@@ -24,8 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import DataError
-from .gaussian import derive
-from .kernels import _check_x, _diagonal_pass, _dot, _tile_pass, series_bound, warn_truncation
+from .gaussian import derive, hermite
+from .gaussian.derive import RELATIVE_TOLERANCE
+from .kernels import _check_x, _diagonal_pass, _dot, _tile_pass, can_lengthen, series_bound, warn_truncation
 from .solve import volterra
 
 #: largest (time points) × (train + test points) for which ``predict`` forms the covariance N9 by default
@@ -82,7 +83,9 @@ def _positive(name, value, allow_zero=False):
 class LangevinMLP:
     """The bias-free MLP N1 (``depth`` hidden layers, all weights O(1)) trained by the Langevin
     dynamics N2: initial weight variance ``sigma0_sq`` (σ₀²), prior variance ``sigma_sq`` (σ²),
-    temperature ``temperature`` (T, also the Bayesian noise variance); k = T/σ²."""
+    temperature ``temperature`` (T, also the Bayesian noise variance); k = T/σ².  ``n_terms``: the
+    Hermite truncation of a dual activation without closed form; by default N = 96, switched to
+    N = 320 the first time a truncation bound exceeds 1e-10 (as ``MLP``)."""
 
     def __init__(self, activation, depth, sigma0_sq, sigma_sq, temperature, n_terms=None):
         if not (isinstance(depth, (int, np.integer)) and depth >= 0):
@@ -94,6 +97,16 @@ class LangevinMLP:
         self.dual = derive(activation) if n_terms is None else derive(activation, n_terms=n_terms)
         self.activation = self.dual.activation
         self._features, self._pair = _compiled(self.dual.module(), self.depth)
+        self._lengthen = can_lengthen(self.dual, n_terms)
+
+    def _lengthened(self, bound):
+        """Switch, once, to the longest Hermite series when ``bound`` exceeds 1e-10 (as ``MLP.kernel``
+        does; only when ``n_terms`` was left to symntk); True when the caller must recompute."""
+        if not (bound > RELATIVE_TOLERANCE and self._lengthen):
+            return False
+        self.dual, self._lengthen = derive(self.activation, n_terms=hermite.MAX_TERMS), False
+        self._features, self._pair = _compiled(self.dual.module(), self.depth)
+        return True
 
     def __repr__(self):
         return (f"LangevinMLP({str(self.activation.expr)!r}, depth={self.depth}, sigma0_sq={self.sigma0_sq}, "
@@ -126,10 +139,16 @@ class LangevinMLP:
         nodes, index = np.unique(np.concatenate([t.ravel(), s.ravel()]), return_inverse=True)
         nodes, index = jnp.asarray(nodes), index.reshape(2, -1)
         batch = max(1, min(t.size, PAIR_ENTRIES // (x1.shape[0] * x2.shape[0])))
-        f1, diag = self._features(self._params, nodes, x1)
-        f2 = f1 if x2 is x1 else self._features(self._params, nodes, x2)[0]
-        C, Kd, bound = (np.array(a) for a in _pair_map(self._pair, batch, self._params, jnp.asarray(index),
-                                                        nodes, _dot(x1, x2), f1, f2))
+
+        def evaluate():
+            f1, diag = self._features(self._params, nodes, x1)
+            f2 = f1 if x2 is x1 else self._features(self._params, nodes, x2)[0]
+            return diag, *(np.array(a) for a in _pair_map(self._pair, batch, self._params, jnp.asarray(index),
+                                                          nodes, _dot(x1, x2), f1, f2))
+
+        diag, C, Kd, bound = evaluate()
+        if self._lengthened(np.max(bound)):
+            diag, C, Kd, bound = evaluate()
         warn_truncation(self.dual, np.max(bound), "LangevinMLP")
         if x2 is x1:
             same = np.flatnonzero(t.ravel() == s.ravel())
@@ -203,10 +222,15 @@ class LangevinMLP:
         elif covariance and size > COVARIANCE_SIZE * 4:
             raise DataError(f"the covariance N9 needs ~{2 * 8 * size**2 / 2**30:.1f} GiB and O({size}³) work "
                             f"({len(grid)} times × {len(x_all)} points); use fewer, or covariance=False")
-        features, (_, self_kernel) = self._features(self._params, jnp.asarray(grid), jnp.asarray(x_all))
         dot = _dot(jnp.asarray(x_all), jnp.asarray(x_train))
-        mean, bound = volterra.mean(self._pair, self._params, grid, dot, features, self_kernel[:, :len(y)],
-                                    jnp.asarray(y))
+
+        def evaluate():
+            features, (_, self_kernel) = self._features(self._params, jnp.asarray(grid), jnp.asarray(x_all))
+            return volterra.mean(self._pair, self._params, grid, dot, features, self_kernel[:, :len(y)], jnp.asarray(y))
+
+        mean, bound = evaluate()
+        if self._lengthened(float(bound)):
+            mean, bound = evaluate()
         warn_truncation(self.dual, float(bound), "LangevinMLP")
         cov = None
         if covariance:

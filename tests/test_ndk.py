@@ -297,17 +297,40 @@ def test_langevin_ensemble_agrees_with_the_theory_at_depth_two(act):
 
 
 def test_hermite_truncation_bound_is_reported():
-    """A Hermite-series activation at large variance (tanh, q ≈ 30: bound ~1e-2, see hermite.py) warns
-    from kernels() and predict(); at q ≈ 0.5 (bound < 1e-10) and for a closed form it is silent."""
+    """A Hermite-series activation at large variance (tanh, q ≈ 30: even the longest series, N = 320,
+    to which the network switches by itself, is bounded by ~2e-7) warns from kernels() and predict();
+    at q ≈ 0.5 (bound < 1e-10) and for a closed form it is silent."""
     import warnings
     x, y = points(3, 6), labels(3, 4)
     big = LangevinMLP("tanh(x)", 1, 30.0, 30.0, 0.1)
-    with pytest.warns(sn.PrecisionWarning, match="LangevinMLP"):
+    with pytest.warns(sn.PrecisionWarning, match="longest series"):
         big.kernels(0.0, 0.0, x)
-    with pytest.warns(sn.PrecisionWarning, match="LangevinMLP"):
+    with pytest.warns(sn.PrecisionWarning, match="longest series"):
         big.predict(x[:4], y, x[4:], n_times=8, covariance=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", sn.PrecisionWarning)
         for net in (LangevinMLP("tanh(x)", 1, 0.5, 0.5, 0.1), LangevinMLP("erf(x)", 1, 30.0, 30.0, 0.1)):
             net.kernels(0.0, 0.0, x)
             net.predict(x[:4], y, x[4:], n_times=8, covariance=False)
+
+
+def test_a_short_series_is_lengthened_where_its_bound_needs_it():
+    """As ``MLP.kernel`` does (tests/test_kernels.py): tanh at q = 3 with pairs of near-duplicate
+    points (ρ ≈ 0.9985), where N = 96 is bounded by ~3e-6.  A fixed ``n_terms=96`` warns; the default
+    LangevinMLP recomputes with N = 320 (bound < 1e-10: silent) and returns exactly that network's
+    kernels and mean."""
+    import warnings
+    base = np.random.default_rng(5).normal(size=(3, 7))
+    x = np.concatenate([base, base + 0.03 * np.random.default_rng(6).normal(size=(3, 7))])
+    x *= np.sqrt(3.0 * 7) / np.linalg.norm(x, axis=1, keepdims=True)
+    y = labels(3, 4)
+    with pytest.warns(sn.PrecisionWarning, match="n_terms"):
+        LangevinMLP("tanh(x)", 2, 1.0, 1.0, 0.1, n_terms=96).kernels(0.0, 0.0, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sn.PrecisionWarning)
+        auto, long = (LangevinMLP("tanh(x)", 2, 1.0, 1.0, 0.1, n_terms=n) for n in (None, 320))
+        for a, b in zip(auto.kernels([0.0, 1.0], [0.0, 0.5], x), long.kernels([0.0, 1.0], [0.0, 0.5], x)):
+            np.testing.assert_array_equal(a, b)
+        auto = LangevinMLP("tanh(x)", 2, 1.0, 1.0, 0.1)  # afresh, so that predict is the call that lengthens
+        np.testing.assert_array_equal(auto.predict(x[:4], y, x[4:], n_times=6, covariance=False).mean,
+                                      long.predict(x[:4], y, x[4:], n_times=6, covariance=False).mean)
