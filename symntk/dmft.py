@@ -4,7 +4,8 @@ T1–T5; derived in derivations/antk.md), solved by damped iteration on the two-
 Network A1 with L hidden layers, flow dθ/dt = −[γ₀²N∇𝓛 + λθ].  Every layer ℓ is a single-site
 process on the time grid t_n and the P training + Q test points, driven by Gaussian sources
 uˡ ~ GP(0, Φˡ⁻¹) and rˡ ~ GP(0, Gˡ⁺¹) (Φ⁰ = Kˣ, G^{L+1} = 1), drawn as W(0)φ(h)/√N is in the network:
-uˡ = εφ(hˡ⁻¹)/√S and rˡ = ε'gˡ⁺¹/√S over the S samples of the neighbouring layer (fixed ε, ε'):
+uˡ = εφ(hˡ⁻¹)/√S' and rˡ = ε'gˡ⁺¹/√S' over S' = min(S, SOURCE_SAMPLES) samples of the neighbouring
+layer (fixed ε, ε'):
 
     hˡ(t) = e^{−λt}[uˡ(t) + Σ_s A^{ℓ−1}(t, s) gˡ(s)] + γ₀ ∫₀ᵗ ds e^{−λ(t−s)} Φˡ⁻¹(t, s) Δ(s) gˡ(s)
     zˡ(t) = e^{−λt}[rˡ(t) + Σ_s Bˡ(t, s) φ(hˡ(s))] + γ₀ ∫₀ᵗ ds e^{−λ(t−s)} Gˡ⁺¹(t, s) Δ(s) φ(hˡ(s))
@@ -30,6 +31,7 @@ import numpy as np
 
 from .errors import ConvergenceError, DataError
 
+SOURCE_SAMPLES = 2048  # at most this many of a layer's samples draw the next layer's sources (memory, cost ∝ S·this)
 WINDOW = 4  # time points added to the converged window at a time (the iteration marches forward in t)
 NEWTON_STEPS = 4  # Newton steps on the implicit diagonal term of the trapezoid rule (training coordinates)
 
@@ -141,11 +143,13 @@ def solve(model, xtr, y, xall, times, samples, response_samples, tol, max_iter, 
     if not (isinstance(samples, (int, np.integer)) and samples >= max(2, M) and samples % 2 == 0):
         raise DataError(f"samples must be an even integer ≥ 2 (antithetic pairs) and ≥ the {M} points, "
                         f"got {samples!r}")
+    if M > SOURCE_SAMPLES:
+        raise DataError(f"{M} points: the DMFT's cost grows as (P·n_t)³ and it is meant for tens of points")
     if not (0 < damping <= 1 and tol > 0 and max_iter >= 1 and response_samples >= 1):
         raise DataError(f"need 0 < damping ≤ 1, tol > 0, max_iter ≥ 1 and response_samples ≥ 1, got "
                         f"{damping!r}, {tol!r}, {max_iter!r}, {response_samples!r}")
     run = _compiled(model._phi, model._dphi, L, P, M, nt, int(samples), min(int(response_samples), samples))
-    eps_u, eps_r = jax.random.normal(jax.random.PRNGKey(seed), (2, L, samples // 2, samples))
+    eps_u, eps_r = jax.random.normal(jax.random.PRNGKey(seed), (2, L, samples // 2, min(samples, SOURCE_SAMPLES)))
     eps_u, eps_r = jnp.concatenate([eps_u, eps_u], axis=1), jnp.concatenate([eps_r, -eps_r], axis=1)
     out = run(jnp.asarray(kx), jnp.asarray(y), model.gamma0, model.lam, jnp.asarray(times),
               jnp.asarray(trapezoid_decay(times, model.lam)), eps_u, eps_r, tol, int(max_iter), damping)
@@ -265,9 +269,10 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
         return h, z, Phi, G, A, B, jnp.mean(f * z, axis=0), f, g
 
     def sources(features, eps):
-        """Gaussian sources with covariance ⟨FFᵀ⟩ (the kernel of the samples F, (S, nt, M)): eps F/√S
-        with eps (S, S) i.i.d. N(0, 1) — as W(0)φ(h)/√N in the network: causal in t and smooth in F."""
-        return (eps @ features.reshape(S, nt * M) / jnp.sqrt(S)).reshape(S, nt, M)
+        """Gaussian sources with covariance ⟨FFᵀ⟩ over the first S' samples of F (S, nt, M): eps F/√S'
+        with eps (S, S') i.i.d. N(0, 1) — as W(0)φ(h)/√N in the network: causal in t and smooth in F."""
+        n = eps.shape[1]
+        return (eps @ features[:n].reshape(n, nt * M) / jnp.sqrt(n)).reshape(S, nt, M)
 
     def sweep(state, consts, active, responses=True):
         """One Jacobi pass over the layers: new kernels, responses (if ``responses``; else the current
