@@ -214,6 +214,14 @@ def _sqrt_psd(k):
     return (U * jnp.sqrt(jnp.where(ev > 1e-12 * ev[-1], ev, 0.0))) @ U.T
 
 
+def _newton(f, guess):
+    """NEWTON_STEPS Newton steps on f(x) = 0 from ``guess`` (the implicit diagonal of a time step; its
+    derivatives come from the implicit function theorem through ``lax.custom_root``, not from
+    differentiating the steps — the responses' forward-mode tangents would otherwise carry second
+    derivatives of φ through every step)."""
+    return jax.lax.fori_loop(0, NEWTON_STEPS, lambda _, x: x - jnp.linalg.solve(jax.jacfwd(f)(x), f(x)), guess)
+
+
 @lru_cache(maxsize=None)
 def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
     """The jitted DMFT iteration for one activation and problem size."""
@@ -232,10 +240,8 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
                 h, z = hz[:P], hz[P:]
                 return hz - jnp.concatenate([h_ex[:P] + a_h[:P] @ (dphi(h) * z), z_ex[:P] + a_z[:P] @ phi(h)])
 
-            def newton(_, hz):
-                return hz - jnp.linalg.solve(jax.jacfwd(implicit)(hz), implicit(hz))
-
-            hz = jax.lax.fori_loop(0, NEWTON_STEPS, newton, jnp.concatenate([h_ex[:P], z_ex[:P]]))
+            hz = jax.lax.custom_root(implicit, jnp.concatenate([h_ex[:P], z_ex[:P]]), _newton,
+                                     lambda lin, b: jnp.linalg.solve(jax.jacfwd(lin)(b), b))
             h = h_ex + a_h @ (dphi(hz[:P]) * hz[P:])
             z = z_ex + a_z @ phi(hz[:P])
             carry = g_hist.at[n].set(dphi(h[:P]) * z[:P]), f_hist.at[n].set(phi(h[:P]))
