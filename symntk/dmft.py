@@ -13,8 +13,9 @@ layer (fixed ε, ε'):
 
 with the kernels Φˡ = ⟨φ(hˡ)φ(hˡ)ᵀ⟩, Gˡ = ⟨gˡgˡᵀ⟩ and the responses Aˡ(t, s) = ⟨∂φ(hˡ(t))/∂rˡ(s)⟩,
 Bˡ(t, s) = ⟨∂gˡ⁺¹(t)/∂uˡ⁺¹(s)⟩ (exact per sample, by forward-mode autodiff of the discrete process).
-The integrals are trapezoid sums on the grid; the implicit diagonal term is solved by Newton steps.  Averages are over ``samples`` fixed Monte-Carlo draws (common random numbers, antithetic in
-r so that f(·, 0) = 0 exactly), so the iteration is a deterministic map; it stops when the kernels,
+The integrals are trapezoid sums on the grid; the implicit diagonal term is solved by Newton steps.
+Averages are over ``samples`` fixed Monte-Carlo draws (common random numbers, antithetic in r so
+that f(·, 0) = 0 exactly), so the iteration is a deterministic map; it stops when the kernels,
 responses, samples and output change by less than ``tol`` in one step.  The map is causal (the
 sources at t use the samples at t only), so the iteration marches: it converges on the first
 ``WINDOW`` times (Δ switched off after them), then extends the window — one damped iteration over a
@@ -352,7 +353,8 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
             mixed = (*mixed, newton_output(state, new[-1], active))
             moved = change(state, new, active)
             grow = (moved <= tol) & (active < nt - 1)  # converged so far: extend the window
-            return mixed, jnp.where(grow, jnp.inf, moved), it + 1, jnp.where(grow, jnp.minimum(active + WINDOW, nt - 1), active)
+            active = jnp.where(grow, jnp.minimum(active + WINDOW, nt - 1), active)
+            return mixed, jnp.where(grow, jnp.inf, moved), it + 1, active
 
         state, delta, it, _ = jax.lax.while_loop(lambda c: (c[1] > tol) & (c[2] < max_iter), body,
                                                  (state, jnp.inf, 0, jnp.minimum(WINDOW, nt - 1)))

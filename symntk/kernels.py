@@ -95,8 +95,7 @@ class MLP:
         if diagonal:
             return Kernel(*(np.asarray(v) for v in self._diag(x1, coef)[1]))
         k, bound = _pair_kernel(self._diag, self._tile, coef, x1, x2, dtype, tile, progress)
-        if bound > RELATIVE_TOLERANCE and self._lengthen:  # the longest series the quadrature rule allows
-            self.dual, self._lengthen = derive(self.activation, n_terms=hermite.MAX_TERMS), False
+        if lengthened(self, bound):
             self._diag, self._tile = _passes(self.dual.module())
             k, bound = _pair_kernel(self._diag, self._tile, coef, x1, x2, dtype, tile, progress)
         warn_truncation(self.dual, bound, "MLP")
@@ -115,6 +114,16 @@ def can_lengthen(dual, n_terms):
     """Whether a kernel of ``dual`` may switch to the longest Hermite series (N = hermite.MAX_TERMS)
     when its truncation bound needs it: the user left ``n_terms`` to symntk and the series is shorter."""
     return n_terms is None and dual.method == "hermite" and dual.n_terms < hermite.MAX_TERMS
+
+
+def lengthened(owner, bound):
+    """Switch ``owner`` (an MLP or LangevinMLP: ``activation``, ``dual``, ``_lengthen``), once, to the
+    longest series the quadrature rule allows when ``bound`` exceeds 1e-10; True when the caller must
+    rebuild its passes from ``owner.dual`` and recompute."""
+    if not (bound > RELATIVE_TOLERANCE and owner._lengthen):
+        return False
+    owner.dual, owner._lengthen = derive(owner.activation, n_terms=hermite.MAX_TERMS), False
+    return True
 
 
 def warn_truncation(dual, bound, owner):

@@ -24,9 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .errors import DataError
-from .gaussian import derive, hermite
-from .gaussian.derive import RELATIVE_TOLERANCE
-from .kernels import _check_x, _diagonal_pass, _dot, _tile_pass, can_lengthen, series_bound, warn_truncation
+from .gaussian import derive
+from .kernels import _check_x, _diagonal_pass, _dot, _tile_pass, can_lengthen, lengthened, series_bound, warn_truncation
 from .solve import volterra
 
 #: largest (time points) × (train + test points) for which ``predict`` forms the covariance N9 by default
@@ -100,11 +99,10 @@ class LangevinMLP:
         self._lengthen = can_lengthen(self.dual, n_terms)
 
     def _lengthened(self, bound):
-        """Switch, once, to the longest Hermite series when ``bound`` exceeds 1e-10 (as ``MLP.kernel``
-        does; only when ``n_terms`` was left to symntk); True when the caller must recompute."""
-        if not (bound > RELATIVE_TOLERANCE and self._lengthen):
+        """:func:`kernels.lengthened` (the longest Hermite series, once, when ``bound`` needs it, as
+        ``MLP.kernel``), with this network's passes rebuilt; True when the caller must recompute."""
+        if not lengthened(self, bound):
             return False
-        self.dual, self._lengthen = derive(self.activation, n_terms=hermite.MAX_TERMS), False
         self._features, self._pair = _compiled(self.dual.module(), self.depth)
         return True
 

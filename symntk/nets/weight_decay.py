@@ -27,8 +27,9 @@ from ..gaussian import derive
 @dataclass(frozen=True)
 class WeightDecayRun:
     """``times`` (n_t,); ``outputs`` (seeds, n_t, P + Q): the (centred, unless asked otherwise) output
-    on the training then test points; ``phi`` (seeds, P + Q, P + Q): the final Φᴸ = φ(hᴸ)φ(hᴸ)ᵀ/N of the last hidden layer;
-    ``h`` (seeds, N, P + Q): its final pre-activations (the single-site density's samples)."""
+    on the training then test points; ``phi`` (seeds, P + Q, P + Q): the final Φᴸ = φ(hᴸ)φ(hᴸ)ᵀ/N of
+    the last hidden layer; ``h`` (seeds, N, P + Q): its final pre-activations (the single-site
+    density's samples)."""
 
     times: np.ndarray
     outputs: np.ndarray
