@@ -20,8 +20,9 @@
 #
 # Run as a script (`python notebooks/antk.py`, what CI does; `--full` adds the digits sweep,
 # several minutes) or open with `jupytext --to notebook notebooks/antk.py`.  Figures go to
-# `notebooks/figures/`.  Multi-point ReLU problems do not reach a small T4 residual (particles
-# slide along the kink, derivations/antk.md), so the multi-point parts use the smooth x·erf(x).
+# `notebooks/figures/`.  On several points ReLU units slide along the kink (derivations/antk.md,
+# `symntk/solve/sliding.py`); the multi-point sections below use the smooth x·erf(x), whose
+# networks train fast with adaptive steps.
 
 # %%
 import sys

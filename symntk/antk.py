@@ -8,9 +8,10 @@ and test points, readout z), and with Δ = y − f on the training points
     dh/dt = γ₀ Kˣ(·, X)(z φ'(h) ⊙ Δ) − λh,    dz/dt = γ₀ φ(h)·Δ − λz,
     f(x) = ⟨φ(h(x)) z⟩/γ₀,   f(x, 0) = 0 (antithetic pairs (h, ±z))   (T5, centred output)
 
-integrated with diffrax (Tsit5, adaptive steps) until the fixed-point residuals T4 —
-‖λh − γ₀Kˣ(g ⊙ Δ)‖ and ‖λz − γ₀φΔ‖ over the particles, relative to λ‖h(0)‖ and λ‖z(0)‖ (so
-that a collapse to h = z = 0 below the T6 threshold also counts as converged) — fall below ``tol``.
+integrated with diffrax (Tsit5, adaptive steps; relu, leaky_relu, abs by the sliding scheme of
+:mod:`symntk.solve.sliding`, with Filippov slopes g = zs on the kink) until the fixed-point
+residuals T4 — ‖λh − γ₀Kˣ(g ⊙ Δ)‖ and ‖λz − γ₀φΔ‖ over the particles, relative to λ‖h(0)‖ and
+λ‖z(0)‖ (so that a collapse to h = z = 0 below the T6 threshold also counts as converged) — fall below ``tol``.
 Predictor T3 in its two forms, Φ¹(x, X)[Φ¹ + λI]⁻¹y and K(x, X)[K + κλI]⁻¹y with the NTK
 K = Φ¹ + G¹ ⊙ Kˣ (T1, G¹ = ⟨ggᵀ⟩, g = zφ'(h)) and κ = 1 + k the output's degree of homogeneity
 (φ homogeneous of degree k, found symbolically; None otherwise).  Depth ≥ 2 (or
@@ -19,7 +20,7 @@ K = Φ¹ + G¹ ⊙ Kˣ (T1, G¹ = ⟨ggᵀ⟩, g = zφ'(h)) and κ = 1 + k the o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable
 
 import diffrax
@@ -34,6 +35,10 @@ from .activation import activation as parse, x as x_symbol
 from .errors import ConvergenceError, DataError
 from .gaussian import derive
 from .kernels import _check_x, _dot
+from .solve import sliding
+
+STEP_FRACTION = 0.2  # steps of the sliding integrator without ``dt``: this fraction of 1/λ_max(K)
+
 
 def homogeneity_degree(act) -> int | None:
     """k with φ(αx) = α^k φ(x) for all α > 0 (Heaviside(αu) = Heaviside(u)), or None."""
@@ -92,7 +97,9 @@ class Solution:
     final kernels; ``output``: final f; ``kernel_form``, ``ntk_form``: the T3 predictor in its two
     forms (``ntk_form`` None when φ is not homogeneous); ``residual``: the T4 residuals (h, z);
     ``result``: "successful" or "max_steps_reached"; ``h`` (M, P + Q), ``z`` (M,): the particles;
-    ``kx``: the input kernel Kˣ; ``state_at``: t ↦ the particles (h, z) at time t.
+    ``slopes`` (M, P): each particle's φ' on the training points (for a piecewise-linear φ the
+    Filippov value in [s_L, s_R] where it slides along the kink); ``kx``: the input kernel Kˣ;
+    ``state_at``: t ↦ the particles (h, z, slopes) at time t.
     """
 
     times: np.ndarray
@@ -109,6 +116,7 @@ class Solution:
     result: str
     h: np.ndarray
     z: np.ndarray
+    slopes: np.ndarray
     x_train: np.ndarray
     y_train: np.ndarray
     model: "WeightDecayMLP"
@@ -139,7 +147,8 @@ class Solution:
         h(x) = (γ₀/λ) Kˣ(x, X)(g ⊙ Δ) with g = zφ'(h), then Φ¹(x, X)[Φ¹ + λI]⁻¹y."""
         x_new = jnp.asarray(_check_x("x_new", x_new), dtype=float)
         kx_cross = np.asarray(_dot(x_new, jnp.asarray(self.x_train)))
-        return dmft.t4_predict(self.model, [self.h], [self.z[:, None]], kx_cross, self.y_train, self.output, self.phi)
+        g = self.z[:, None] * self.slopes
+        return dmft.t4_predict(self.model, [self.h], [g], kx_cross, self.y_train, self.output, self.phi)
 
 
 class WeightDecayMLP:
@@ -157,15 +166,25 @@ class WeightDecayMLP:
         self.dual = derive(activation)
         self.activation, self.depth, self.gamma0, self.lam = self.dual.activation, int(depth), float(gamma0), float(lam)
         self.particles, self.seed = int(particles), seed
-        self.kappa = output_degree(homogeneity_degree(self.activation), self.depth)
+        k = homogeneity_degree(self.activation)
+        self.kappa = output_degree(k, self.depth)
         mod = self.dual.module()
         self._phi, self._dphi = mod.phi, mod.dphi
+        # a piecewise-linear φ with its kink at 0: its slopes (s_L, s_R), for the sliding integrator
+        self._bounds = (float(self._dphi(-1.0)), float(self._dphi(1.0))) if k == 1 and self.kinked else None
 
     @property
     def kinked(self) -> bool:
-        """φ' jumps (relu, abs, leaky_relu, …): on several points the fixed point has particles
-        sliding along the kink and the T4 residual does not vanish (derivations/antk.md)."""
+        """φ' jumps (relu, abs, leaky_relu, selu, …): on several points the fixed point has particles
+        sliding along the kink (derivations/antk.md)."""
         return self.activation.derivative.has(sp.Heaviside, sp.sign)
+
+    @property
+    def sliding(self) -> bool:
+        """φ is piecewise linear with its kink at 0 (relu, leaky_relu, abs): the particle solver steps it
+        with :mod:`symntk.solve.sliding`, whose fixed point is T4 with the Filippov slopes.  Other kinked
+        φ use Tsit5, whose steps crawl or (fixed) chatter across the kink."""
+        return self._bounds is not None
 
     def solve(self, x_train, y_train, x_test=None, tol=1e-6, rtol=1e-5, t_max=None, max_steps=200_000,
               dt=None, throw=True, method=None, n_times=50, response_samples=256, damping=0.7, max_iter=2000):
@@ -175,7 +194,11 @@ class WeightDecayMLP:
         until both T4 residuals are below ``tol`` (or ``t_max``, default 200/λ).
         ``rtol``: the adaptive step's relative tolerance (absolute: 1e-3 rtol); the residual floors
         near the integration error, so a small ``tol`` needs a small ``rtol`` (1e-9 for 1e-5).
-        ``dt``: fixed steps of that size instead of adaptive ones.  Returns a :class:`Solution`.
+        ``dt``: fixed steps of that size instead of adaptive ones.  A piecewise-linear φ with its kink
+        at 0 (relu, leaky_relu, abs; :attr:`sliding`) is stepped by :mod:`symntk.solve.sliding`
+        instead, a first-order scheme whose fixed point is T4 exactly at any step: steps of
+        0.2/λ_max(K) unless ``dt`` is given (stable for dt·λ_max(K) < 2), ``rtol`` unused.
+        Returns a :class:`Solution`.
 
         DMFT (``method="dmft"``, the default at depth ≥ 2; :mod:`symntk.dmft`): the kernels on the
         grid ``dmft.time_grid(t_max, n_times)`` (t_max default 5/λ: e^{−5} of the initialisation left),
@@ -207,46 +230,58 @@ class WeightDecayMLP:
         a0, z0 = jax.random.normal(k1, (half, B.shape[1])), jax.random.normal(k2, (half,))
         a0, z0 = jnp.concatenate([a0, a0]), jnp.concatenate([z0, -z0])
         t_max = 200.0 / self.lam if t_max is None else float(t_max)
-        run = _compiled(self._phi, self._dphi, P, max_steps, dt is not None)
+        h_init, z_init, slopes_init = np.asarray(a0 @ B.T), np.asarray(z0), self._slopes(a0 @ B[:P].T)
+        run = _compiled(self._phi, self._dphi, P, max_steps, dt is not None, self._bounds)
         args = (self.gamma0, self.lam, jnp.asarray(B), jnp.asarray(y), a0, z0)
         steps = (rtol, 1.0 if dt is None else float(dt))
-        times, outputs, h, z, res, stopped, t_final = (np.asarray(a) for a in run(*args, tol, t_max, *steps))
+        times, outputs, h, z, slopes, res, stopped, t_final = (np.asarray(a) for a in run(*args, tol, t_max, *steps))
 
         def state_at(t):
-            """(h, z) at time t: the integration from 0 to t with no stopping event (tol < 0)."""
+            """(h, z, slopes) at time t: the integration from 0 to t with no stopping event (tol < 0)."""
             if t == 0:
-                return np.asarray(a0 @ B.T), np.asarray(z0)
-            return tuple(np.asarray(a) for a in run(*args, -1.0, t, *steps)[2:4])
+                return h_init, z_init, slopes_init
+            return tuple(np.asarray(a) for a in run(*args, -1.0, t, *steps)[2:5])
 
         if not (np.all(np.isfinite(outputs[np.isfinite(times)])) and np.all(np.isfinite(res))):
             raise ConvergenceError("the particle dynamics diverged (non-finite outputs)"
                                    + (f": the fixed step dt = {dt:g} is unstable, halve it" if dt else ""))
         result = "successful" if stopped else "max_steps_reached"
+        Phi, G, K = self._kernels(h, z, slopes, kx)
         if result != "successful" and throw:
+            stability = "" if dt is None else (f"; with the fixed step, dt·λ_max(K) = "
+                                               f"{dt * np.linalg.eigvalsh(K[:P, :P])[-1]:.2g} must stay below 2")
             raise ConvergenceError(f"the particle dynamics did not reach the T4 residual tol = {tol:g} by t = "
-                                   f"{t_max:g} (residuals {res[0]:.2g}, {res[1]:.2g}); raise t_max or max_steps, "
-                                   f"or pass throw=False")
+                                   f"{t_max:g} (residuals {res[0]:.2g}, {res[1]:.2g}){stability}; raise t_max or "
+                                   f"max_steps, or pass throw=False")
         keep = np.isfinite(times)
         times, outputs = times[keep], outputs[keep]
-        Phi, G, K = self._kernels(h, z, kx)
         kernel_form, ntk_form = dmft.t3_forms(Phi, K, y, self.lam, self.kappa)
         train_loss = 0.5 * np.mean((outputs[:, :P] - y) ** 2, axis=1)
         return Solution(times, float(t_final), outputs, train_loss, Phi, G, K, outputs[-1], kernel_form, ntk_form,
-                        tuple(float(r) for r in res), result, h, z, xtr, y, self, kx, state_at)
+                        tuple(float(r) for r in res), result, h, z, slopes, xtr, y, self, kx, state_at)
 
-    def _kernels(self, h, z, kx):
-        """T1 from the particles: Φ¹ = ⟨φ(h)φ(h)ᵀ⟩, G¹ = ⟨ggᵀ⟩ (g = zφ'(h)), K = Φ¹ + G¹ ⊙ Kˣ."""
-        phi_h, g = np.asarray(self._phi(h)), z[:, None] * np.asarray(self._dphi(h))
+    def _slopes(self, h):
+        """φ'(h) as an array of h's shape."""
+        return np.broadcast_to(np.asarray(self._dphi(h)), np.shape(h))
+
+    def _kernels(self, h, z, slopes, kx):
+        """T1 from the particles: Φ¹ = ⟨φ(h)φ(h)ᵀ⟩, G¹ = ⟨ggᵀ⟩, K = Φ¹ + G¹ ⊙ Kˣ, with g = zφ'(h)
+        and φ' on the training columns the particles' ``slopes`` (M, P) (Filippov values on a kink)."""
+        P = slopes.shape[1]
+        phi_h = np.asarray(self._phi(h))
+        g = z[:, None] * np.concatenate([slopes, self._slopes(h[:, P:])], axis=1)
         Phi, G = phi_h.T @ phi_h / len(z), g.T @ g / len(z)
         return Phi, G, Phi + G * kx
 
 
 @lru_cache(maxsize=None)
-def _compiled(phi, dphi, P, max_steps, fixed_step):
+def _compiled(phi, dphi, P, max_steps, fixed_step, bounds):
     """The jitted particle solver for one activation (generated φ, φ'), training-set size and step budget.
 
     The state is (a, z) with h = a Bᵀ, Kˣ = B Bᵀ (B: (P + Q) × r): dh/dt = γ₀Kˣ(·, X)(g ⊙ Δ) − λh is
-    da/dt = γ₀(g ⊙ Δ)B_X − λa, so a step costs O(M P r) instead of O(M P (P + Q)).
+    da/dt = γ₀(g ⊙ Δ)B_X − λa, so a step costs O(M P r) instead of O(M P (P + Q)).  With ``bounds``
+    = (s_L, s_R), the slopes of a piecewise-linear φ with its kink at 0, the state is (a, z, s), s the
+    slopes on the training columns (Filippov values on a kink), stepped by :mod:`.solve.sliding`.
     """
 
     @jax.jit
@@ -254,37 +289,52 @@ def _compiled(phi, dphi, P, max_steps, fixed_step):
         M, BX = a0.shape[0], B[:P]
         scale_h, scale_z = jnp.linalg.norm(a0 @ BX.T), jnp.linalg.norm(z0)  # residuals relative to the initial scale
 
-        def parts(state):
-            a, z = state
-            h = a @ BX.T  # training columns of h
-            delta = y - phi(h).T @ z / (M * gamma0)
-            return gamma0 * (z[:, None] * dphi(h) * delta) @ BX, gamma0 * phi(h) @ delta
-
         def field(t, state, args):
-            drive_a, drive_z = parts(state)
-            return drive_a - lam * state[0], drive_z - lam * state[1]
+            a, z = state[:2]
+            h = a @ BX.T  # training columns of h
+            slopes = dphi(h) if bounds is None else state[2]
+            delta = y - phi(h).T @ z / (M * gamma0)
+            return (gamma0 * (z[:, None] * slopes * delta) @ BX - lam * a, gamma0 * phi(h) @ delta - lam * z,
+                    *([] if bounds is None else [jnp.zeros_like(slopes)]))
 
         def residual(state):
-            field_a, field_z = field(None, state, None)  # λh − γ₀Kˣ(g ⊙ Δ) = −(field of a) B_Xᵀ
+            field_a, field_z = field(None, state, None)[:2]  # λh − γ₀Kˣ(g ⊙ Δ) = −(field of a) B_Xᵀ
             return jnp.stack([jnp.linalg.norm(field_a @ BX.T) / (lam * scale_h),
                               jnp.linalg.norm(field_z) / (lam * scale_z)])
 
         def output(t, state, args):
-            a, z = state
+            a, z = state[:2]
             return phi(a @ B.T).T @ z / (M * gamma0)  # f(·, 0) = 0: antithetic pairs
 
+        def ntk_matvec(state, v):
+            """K(X, X)v with K = Φ¹ + G¹ ⊙ Kˣ from the particles: ⟨φ(φ·v)⟩ + ⟨g ⊙ Kˣ(g ⊙ v)⟩."""
+            a, z, slopes = state
+            f, g = phi(a @ BX.T), z[:, None] * slopes
+            return (f.T @ (f @ v) + jnp.sum(g * (((g * v) @ BX) @ BX.T), axis=0)) / M
+
+        if fixed_step:
+            controller = diffrax.ConstantStepSize()
+        elif bounds is None:
+            controller = diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol)
+        else:
+            controller = sliding.StableSteps(ntk_matvec, STEP_FRACTION, lam)
+        if bounds is None:
+            solver, state0 = diffrax.Tsit5(), (a0, z0)
+        else:
+            solver = sliding.SemiImplicitEuler(partial(sliding.step, BX=BX, y=y, gamma0=gamma0, lam=lam, phi=phi,
+                                                       bounds=bounds))
+            state0 = (a0, z0, jnp.broadcast_to(dphi(a0 @ BX.T), (M, P)))
         ts = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, 1.0, 79) * t_max])
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=output), diffrax.SubSaveAt(t1=True)])
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, t_max, dt if fixed_step else 1e-3 / (1 + gamma0), (a0, z0),
-            saveat=saveat, max_steps=max_steps,
-            stepsize_controller=(diffrax.ConstantStepSize() if fixed_step
-                                 else diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol)),
+            diffrax.ODETerm(field), solver, 0.0, t_max, dt if fixed_step else 1e-3 / (1 + gamma0), state0,
+            saveat=saveat, max_steps=max_steps, stepsize_controller=controller,
             event=diffrax.Event(lambda t, s, a, **kw: jnp.max(residual(s)) < tol), throw=False)
-        outputs, (a, z) = sol.ys
-        a, z = a[-1], z[-1]
+        outputs, final = sol.ys
+        final = tuple(v[-1] for v in final)
         times = jnp.where(ts <= sol.ts[1][-1], ts, jnp.inf)
-        res = residual((a, z))
-        return times, outputs, a @ B.T, z, res, jnp.max(res) < tol, sol.ts[1][-1]
+        res = residual(final)
+        slopes = jnp.broadcast_to(dphi(final[0] @ BX.T), (M, P)) if bounds is None else final[2]
+        return times, outputs, final[0] @ B.T, final[1], slopes, res, jnp.max(res) < tol, sol.ts[1][-1]
 
     return run

@@ -99,7 +99,9 @@ class DMFTSolution:
         if x_new.ndim != 2 or x_new.shape[1] != self.x_train.shape[1]:
             raise DataError(f"x_new must have shape (n, {self.x_train.shape[1]}), got {x_new.shape}")
         kx_cross = x_new @ self.x_train.T / x_new.shape[1]
-        return t4_predict(self.model, self.h, self.z, kx_cross, self.y_train, self.output, self.phi[-1])
+        P = len(self.y_train)
+        g = [zl[:, :P] * self.model._slopes(hl[:, :P]) for hl, zl in zip(self.h, self.z)]
+        return t4_predict(self.model, self.h, g, kx_cross, self.y_train, self.output, self.phi[-1])
 
 
 def time_grid(t_max, n_times, growth=1.15):
@@ -177,17 +179,17 @@ def solve(model, xtr, y, xall, times, samples, response_samples, tol, max_iter, 
                         tuple(residual), change, iterations, result, h, z, equal_time, xtr, y, kx, model)
 
 
-def t4_predict(model, h, z, kx_cross, y, output, phi):
-    """T3 at new inputs x from the fixed point's samples h = [h¹ … hᴸ], z = [z¹ … zᴸ] (each (S, ≥ P),
-    training columns first; z may be (S, 1)), rebuilding each sample's hˡ(x) layer by layer from T4:
-    hˡ(x) = (γ₀/λ) Φˡ⁻¹(x, X)(Δ ⊙ gˡ), gˡ = φ'(hˡ)zˡ, Φ⁰(x, X) = ``kx_cross``; then
-    Φᴸ(x, X)[Φᴸ + λI]⁻¹y with the final Φᴸ = ``phi`` and Δ = y − ``output`` on the training points."""
+def t4_predict(model, h, g, kx_cross, y, output, phi):
+    """T3 at new inputs x from the fixed point's samples h = [h¹ … hᴸ] (each (S, ≥ P), training columns
+    first) and gradient fields g = [g¹ … gᴸ] on the training points (each (S, P), gˡ = φ'(hˡ)zˡ),
+    rebuilding each sample's hˡ(x) layer by layer from T4: hˡ(x) = (γ₀/λ) Φˡ⁻¹(x, X)(Δ ⊙ gˡ),
+    Φ⁰(x, X) = ``kx_cross``; then Φᴸ(x, X)[Φᴸ + λI]⁻¹y with the final Φᴸ = ``phi`` and
+    Δ = y − ``output`` on the training points."""
     P = len(y)
     delta = y - output[:P]
     cross = kx_cross
-    for hl, zl in zip(h, z):
-        g = zl[:, :P] * np.asarray(model._dphi(hl[:, :P]))
-        h_new = (model.gamma0 / model.lam) * (g * delta) @ cross.T  # (S, n)
+    for hl, gl in zip(h, g):
+        h_new = (model.gamma0 / model.lam) * (gl * delta) @ cross.T  # (S, n)
         cross = np.asarray(model._phi(h_new)).T @ np.asarray(model._phi(hl[:, :P])) / len(hl)
     return cross @ np.linalg.solve(phi[:P, :P] + model.lam * np.eye(P), y)
 

@@ -67,7 +67,7 @@ def test_antk_command_writes_the_report(tmp_path):
     for name in ("antk_learning_curves.png", "antk_kernels.png", "antk_densities.png", "antk_report.md"):
         assert (out / name).stat().st_size > 0
     assert main(["antk", "relu(x)", "--depth", "2", "--out", str(out)]) == 2
-    assert main(["antk", "relu(x)", "--out", str(out)]) == 2  # kinked φ needs --dt (sliding fixed points)
+    assert main(["antk", "relu(x)", "--out", str(out)]) == 2  # kinked φ needs --dt (stiff on the digits)
 
 
 def test_anbk_command_writes_the_report(tmp_path):
