@@ -14,15 +14,15 @@
 # gradient flow with weight decay (theory/adaptive.md T5) to its fixed point (T4), and
 # `symntk.nets.weight_decay.train` trains actual finite-width networks the same way.  Here: the
 # single-point phase transition T6 (theory, particles and networks), the pre-activation density
-# at initialisation and at the fixed point, λ > 0 against λ = 0 (a kernel predictor or not), the
-# depth-2 DMFT against the deep-linear closed form and networks, and — with `--full` — digits test
-# loss against P for the NTK, the aNTK and finite networks.
+# at initialisation and at the fixed point, ReLU units sliding on the kink on several points,
+# λ > 0 against λ = 0 (a kernel predictor or not), the depth-2 DMFT against the deep-linear closed
+# form and networks, and — with `--full` — digits test loss against P for the NTK, the aNTK and
+# finite networks.
 #
 # Run as a script (`python notebooks/antk.py`, what CI does; `--full` adds the digits sweep,
 # several minutes) or open with `jupytext --to notebook notebooks/antk.py`.  Figures go to
-# `notebooks/figures/`.  On several points ReLU units slide along the kink (derivations/antk.md,
-# `symntk/solve/sliding.py`); the multi-point sections below use the smooth x·erf(x), whose
-# networks train fast with adaptive steps.
+# `notebooks/figures/`.  Apart from the ReLU section, the multi-point sections use the smooth
+# x·erf(x), whose networks train fast with adaptive steps.
 
 # %%
 import sys
@@ -99,6 +99,45 @@ ax.hist(active, bins=edges, weights=np.full(len(active), 1 / (len(h) * (edges[1]
 ax.set_xlabel("h"), ax.set_ylabel("density"), ax.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(FIG / "antk_density.png", dpi=130)
+
+# %% [markdown]
+# ## ReLU on several points: particles on the kink
+# Six points on a circle in D = 2 (more points than dimensions), γ₀ = 1, λ = 0.1.  At the fixed
+# point the units that carry the output sit exactly on the kink of some training points
+# (h_μ = 0), where φ'(0) takes the value in [0, 1] that holds them there (a Filippov slope); the
+# others have decayed to h = z = 0.  The solver steps them with
+# a semi-implicit scheme whose fixed point is T4 with those slopes (`symntk/solve/sliding.py`), so
+# both T3 forms agree with the output; the tests check the output against the convex program the
+# fixed point solves (derivations/antk.md).
+
+# %%
+angles = np.array([0.1, 0.9, 1.8, 2.9, 4.0, 5.1, 3.4])
+x6 = np.sqrt(2) * np.stack([np.cos(angles), np.sin(angles)], 1)
+y6 = np.array([1.0, -0.6, 0.9, -0.8, 0.7, -0.5])
+sol6 = WeightDecayMLP("relu(x)", gamma0=1.0, lam=0.1, particles=2000).solve(x6[:6], y6, x_test=x6[6:], tol=1e-6)
+alive = np.abs(sol6.z) > 1e-3 * np.abs(sol6.z).max()  # the units that carry the output
+on_kink = np.mean(np.any((np.abs(sol6.h[alive, :6]) < 1e-8) & (sol6.slopes[alive] > 1e-6), axis=1))
+print(f"{sol6.result} at t = {sol6.t_final:.0f}: output {np.round(sol6.output, 4)}; kernel form − output "
+      f"{np.max(np.abs(sol6.kernel_form - sol6.output)):.1e}, NTK form − output "
+      f"{np.max(np.abs(sol6.ntk_form - sol6.output)):.1e}; {alive.mean():.0%} of the units carry the output, "
+      f"and {on_kink:.0%} of those sit on the kink of a training point")
+assert sol6.result == "successful" and sol6.form_disagreement < 1e-5
+fig, axes = figure(1, 2, figsize=(9, 3.4))
+for k in range(7):
+    axes[0].semilogx(sol6.times[1:], sol6.outputs[1:, k], color=f"C{k}", lw=1)
+    axes[0].axhline(sol6.kernel_form[k], color=f"C{k}", ls=":", lw=1)
+axes[0].set_xlabel("t"), axes[0].set_ylabel("f(t)")
+axes[0].set_title("ReLU, 6 train points + 1 test: output (lines), T3 kernel form (dotted)", fontsize=8)
+h0, h6 = sol6.state_at(0.0)[0][:, 0], sol6.preactivation_density(point=0)
+moved = h6[np.abs(h6) > 1e-9]
+bins = np.linspace(min(h0.min(), h6.min()), max(h0.max(), h6.max()), 61)
+axes[1].hist(h0, bins=bins, weights=np.full(len(h0), 1 / len(h0)), alpha=0.5, label="initialisation")
+axes[1].hist(moved, bins=bins, weights=np.full(len(moved), 1 / len(h6)), alpha=0.6,
+             label=f"fixed point, h ≠ 0 ({len(moved) / len(h6):.0%} of particles; the rest at h = 0)")
+axes[1].set_xlabel("h at the first training point"), axes[1].set_ylabel("fraction of particles per bin")
+axes[1].legend(fontsize=7)
+fig.tight_layout()
+fig.savefig(FIG / "antk_relu_kink.png", dpi=130)
 
 # %% [markdown]
 # ## λ > 0 against λ = 0: the initialisation is forgotten, or not
