@@ -34,6 +34,7 @@ from .errors import ConvergenceError, DataError
 
 SOURCE_SAMPLES = 2048  # at most this many of a layer's samples draw the next layer's sources (memory, cost ∝ S·this)
 WINDOW = 4  # time points added to the converged window at a time (the iteration marches forward in t)
+RESPONSE_EVERY = 4  # iterations between updates of the responses A, B (their forward-mode Jacobians dominate)
 NEWTON_STEPS = 4  # Newton steps on the implicit diagonal term of the trapezoid rule (training coordinates)
 
 
@@ -349,17 +350,20 @@ def _compiled(phi, dphi, L, P, M, nt, S, S_resp):
             return f_new.at[:, :P].set(state[-1][:, :P] + step.reshape(nt, P))
 
         def body(carry):
-            state, _, it, active = carry
-            new = sweep(state, consts, active)[0]
+            state, _, _, it, active = carry
+            fresh = it % RESPONSE_EVERY == 0  # the responses are updated on these iterations only
+            new = jax.lax.cond(fresh, lambda s: sweep(s, consts, active)[0],
+                               lambda s: sweep(s, consts, active, responses=False)[0], state)
             mixed = jax.tree_util.tree_map(lambda a, b: a + damping * (b - a), state[:-1], new[:-1])
             mixed = (*mixed, newton_output(state, new[-1], active))
             moved = change(state, new, active)
+            done = (moved <= tol) & (active == nt - 1) & fresh  # converged, the responses included
             grow = (moved <= tol) & (active < nt - 1)  # converged so far: extend the window
             active = jnp.where(grow, jnp.minimum(active + WINDOW, nt - 1), active)
-            return mixed, jnp.where(grow, jnp.inf, moved), it + 1, active
+            return mixed, moved, done, it + 1, active
 
-        state, delta, it, _ = jax.lax.while_loop(lambda c: (c[1] > tol) & (c[2] < max_iter), body,
-                                                 (state, jnp.inf, 0, jnp.minimum(WINDOW, nt - 1)))
+        state, delta, _, it, _ = jax.lax.while_loop(lambda c: ~c[2] & (c[3] < max_iter), body,
+                                                    (state, jnp.inf, False, 0, jnp.minimum(WINDOW, nt - 1)))
         final = sweep(state, consts, nt, responses=False)[1]
         Phi, G, fout = state[0], state[1], state[-1]
         eq = [jnp.einsum("aiaj->aij", k) for k in Phi]
