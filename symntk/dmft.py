@@ -149,6 +149,12 @@ def solve(model, xtr, y, xall, times, samples, response_samples, tol, max_iter, 
                         f"got {samples!r}")
     if M > SOURCE_SAMPLES:
         raise DataError(f"{M} points: the DMFT's cost grows as (P·n_t)³ and it is meant for tens of points")
+    if model.kinked:
+        raise NotImplementedError(
+            f"φ = {model.activation.expr}: φ' jumps, and the DMFT's implicit diagonal (Newton steps on φ') and its "
+            "responses (derivatives of φ') assume a smooth φ; relu at depth 2 on three points did not converge "
+            "in 2000 iterations (derivations/antk.md). Use a smooth activation (gelu(x), softplus(x), x*erf(x)), "
+            "or depth 1, whose particle solver steps relu, leaky_relu and abs along their kink")
     if not (0 < damping <= 1 and tol > 0 and max_iter >= 1 and response_samples >= 1):
         raise DataError(f"need 0 < damping ≤ 1, tol > 0, max_iter ≥ 1 and response_samples ≥ 1, got "
                         f"{damping!r}, {tol!r}, {max_iter!r}, {response_samples!r}")

@@ -88,11 +88,11 @@ CIRCLE_LABELS = np.array([1.0, -0.6, 0.9, -0.8, 0.7, -0.5])  # six training poin
 def test_piecewise_linear_fixed_point_is_the_convex_programs(formula, dt):
     """Six points in D = 2 (more points than dimensions: the fixed point needs several units, and
     the units that carry the output sit on the kink of some training points, h_μ = 0 with a
-    Filippov slope strictly inside (s_L, s_R)).  The sliding integrator (own steps, or fixed ``dt``) stops at a T4 residual of 1e-6;
-    the training output then equals the convex program's unique minimiser (:func:`convex_fixed_point`)
-    within 10× the residual (the distance to the fixed point is O(residual): 1.5× measured; the cone
-    program adds ~1e-9), and both T3 forms and the test output rebuilt from T4 agree with the output
-    just as closely."""
+    Filippov slope strictly inside (s_L, s_R)).  The sliding integrator (own steps, or fixed ``dt``)
+    stops at a T4 residual of 1e-6; the training output then equals the convex program's unique
+    minimiser (:func:`convex_fixed_point`) within 10× the residual (the distance to the fixed point
+    is O(residual): 1.5× measured; the cone program adds ~1e-9), and both T3 forms and the test
+    output rebuilt from T4 agree with the output just as closely."""
     m = WeightDecayMLP(formula, gamma0=1.0, lam=0.1, particles=2000)
     sol = m.solve(CIRCLE[:6], CIRCLE_LABELS, x_test=CIRCLE[6:], tol=1e-6, dt=dt, t_max=5000.0)
     assert sol.result == "successful"
