@@ -25,19 +25,22 @@ def test_single_point_network_reaches_the_t6_fixed_point():
 
 
 def test_relu_network_trajectory_approaches_the_particle_theory_with_width():
-    """Three training points and one test point, fixed steps dt = 0.05 for both (the same
-    discretisation, so its error cancels), t ≤ 20.  A width-N network's output departs from the
-    N → ∞ theory (40000 particles) by O(1/√N) per seed: going from N = 512 to 2048 must shrink the
-    seed-averaged worst departure (expected ratio ≈ 0.5, bound 0.75)."""
+    """Three training points and one test point, fixed steps dt = 0.05 (theory: the sliding scheme;
+    networks: Tsit5 — at dt = 0.01 for both the departures below agree to 3 digits, so the steps
+    are not what is measured), t ≤ 20.  A width-N network's output departs from the N → ∞ theory
+    (40000 particles) by O(1/√N) per seed: over N = 512 … 4096 the seed-averaged worst departure
+    must fall with a fitted log-log slope below −0.3 (expected −½; measured −0.44, departures
+    0.036 → 0.014, standard errors ≈ 14 %)."""
     theory = WeightDecayMLP("relu(x)", gamma0=1.0, lam=0.1, particles=40000).solve(
         X[:3], Y, x_test=X[3:], t_max=20.0, dt=0.05, throw=False)
-    departure = []
-    for width in (512, 2048):
+    widths, departure = [512, 1024, 2048, 4096], []
+    for width in widths:
         run = train("relu(x)", X[:3], Y, x_test=X[3:], width=width, gamma0=1.0, lam=0.1, times=theory.times[1:],
                     seeds=8, dt=0.05)
         assert np.all(run.outputs[:, 0] == 0)  # centred output
         departure.append(np.abs(run.outputs - theory.outputs[None]).max(axis=(1, 2)).mean())
-    assert departure[1] < 0.75 * departure[0], departure
+    slope = np.polyfit(np.log(widths), np.log(departure), 1)[0]
+    assert slope < -0.3, (slope, departure)
 
 
 def test_bad_input_is_rejected():
