@@ -79,11 +79,11 @@ class StableSteps(diffrax.AbstractStepSizeController):
     """Steps dt = ``fraction``/max(λ_max(K(y)), ``floor``), inside explicit Euler's stability limit
     2/λ_max on the output modes, which the semi-implicit step still treats explicitly (``floor`` = λ:
     where K is small, as in a collapse to f = 0, steps much longer than 1/λ would turn the flow into
-    a slowly contracting fixed-point iteration).  λ_max of the NTK K grows as
-    features are learnt; it is tracked by one warm-started power-iteration product ``ntk_matvec(y, v)``
-    = K(y)v per step (``INIT_ITERATIONS`` at t = 0).  An error-controlled step (a PID controller on
-    ½dt(F(y⁺) − F(y))) hovered at the stability limit instead, where the explicit part oscillates with
-    an amplitude ∝ its tolerance, and the T4 residual with it."""
+    a slowly contracting fixed-point iteration).  λ_max of the NTK K grows as features are learnt;
+    it is tracked by one warm-started power-iteration product ``ntk_matvec(y, v)`` = K(y)v per step
+    (``INIT_ITERATIONS`` at t = 0).  An error-controlled step (a PID controller on ½dt(F(y⁺) − F(y)))
+    hovered at the stability limit instead, where the explicit part oscillates with an amplitude
+    ∝ its tolerance, and the T4 residual with it."""
 
     ntk_matvec: Callable
     fraction: float
