@@ -144,7 +144,8 @@ class Solution:
 
     def predict(self, x_new):
         """T3 at new inputs: each particle's h(x) from the fixed-point condition T4,
-        h(x) = (γ₀/λ) Kˣ(x, X)(g ⊙ Δ) with g = zφ'(h), then Φ¹(x, X)[Φ¹ + λI]⁻¹y."""
+        h(x) = (γ₀/λ) Kˣ(x, X)(g ⊙ Δ) with g = z·``slopes`` (φ'(h), Filippov on a kink), then
+        Φ¹(x, X)[Φ¹ + λI]⁻¹y."""
         x_new = jnp.asarray(_check_x("x_new", x_new), dtype=float)
         kx_cross = np.asarray(_dot(x_new, jnp.asarray(self.x_train)))
         g = self.z[:, None] * self.slopes
@@ -230,7 +231,6 @@ class WeightDecayMLP:
         a0, z0 = jax.random.normal(k1, (half, B.shape[1])), jax.random.normal(k2, (half,))
         a0, z0 = jnp.concatenate([a0, a0]), jnp.concatenate([z0, -z0])
         t_max = 200.0 / self.lam if t_max is None else float(t_max)
-        h_init, z_init, slopes_init = np.asarray(a0 @ B.T), np.asarray(z0), self._slopes(a0 @ B[:P].T)
         run = _compiled(self._phi, self._dphi, P, max_steps, dt is not None, self._bounds)
         args = (self.gamma0, self.lam, jnp.asarray(B), jnp.asarray(y), a0, z0)
         steps = (rtol, 1.0 if dt is None else float(dt))
@@ -239,7 +239,7 @@ class WeightDecayMLP:
         def state_at(t):
             """(h, z, slopes) at time t: the integration from 0 to t with no stopping event (tol < 0)."""
             if t == 0:
-                return h_init, z_init, slopes_init
+                return np.asarray(a0 @ B.T), np.asarray(z0), self._slopes(np.asarray(a0 @ B[:P].T))
             return tuple(np.asarray(a) for a in run(*args, -1.0, t, *steps)[2:5])
 
         if not (np.all(np.isfinite(outputs[np.isfinite(times)])) and np.all(np.isfinite(res))):
@@ -289,11 +289,15 @@ def _compiled(phi, dphi, P, max_steps, fixed_step, bounds):
         M, BX = a0.shape[0], B[:P]
         scale_h, scale_z = jnp.linalg.norm(a0 @ BX.T), jnp.linalg.norm(z0)  # residuals relative to the initial scale
 
+        def training(a, z):
+            """h on the training columns and the training error Δ = y − f."""
+            h = a @ BX.T
+            return h, y - phi(h).T @ z / (M * gamma0)
+
         def field(t, state, args):
             a, z = state[:2]
-            h = a @ BX.T  # training columns of h
+            h, delta = training(a, z)
             slopes = dphi(h) if bounds is None else state[2]
-            delta = y - phi(h).T @ z / (M * gamma0)
             return (gamma0 * (z[:, None] * slopes * delta) @ BX - lam * a, gamma0 * phi(h) @ delta - lam * z,
                     *([] if bounds is None else [jnp.zeros_like(slopes)]))
 
@@ -321,8 +325,8 @@ def _compiled(phi, dphi, P, max_steps, fixed_step, bounds):
         if bounds is None:
             solver, state0 = diffrax.Tsit5(), (a0, z0)
         else:
-            solver = sliding.SemiImplicitEuler(partial(sliding.step, BX=BX, y=y, gamma0=gamma0, lam=lam, phi=phi,
-                                                       bounds=bounds))
+            solver = sliding.SemiImplicitEuler(partial(sliding.step, BX=BX, training=training, gamma0=gamma0,
+                                                       lam=lam, phi=phi, bounds=bounds))
             state0 = (a0, z0, jnp.broadcast_to(dphi(a0 @ BX.T), (M, P)))
         ts = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, 1.0, 79) * t_max])
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=output), diffrax.SubSaveAt(t1=True)])

@@ -26,13 +26,12 @@ from jax import lax
 SWEEPS = 1  # coordinate-descent sweeps per step; warm starts converge them over the steps near a fixed point
 
 
-def step(state, dt, BX, y, gamma0, lam, phi, bounds):
+def step(state, dt, BX, training, gamma0, lam, phi, bounds):
     """One step (a, z, s) → (a⁺, z⁺, s⁺) of the scheme above; s (M, P) the slopes φ' on the training
-    columns, ``bounds`` = (s_L, s_R)."""
+    columns, ``training(a, z)`` = (h, Δ) on the training points, ``bounds`` = (s_L, s_R)."""
     a, z, s = state
     lo, hi = bounds
-    h = a @ BX.T
-    delta = y - phi(h).T @ z / (z.shape[0] * gamma0)
+    h, delta = training(a, z)
     d = 1 / (1 + lam * dt)
     v = (d * dt * gamma0 * z)[:, None] * delta
     k_diag = jnp.sum(BX * BX, axis=1)
