@@ -37,7 +37,7 @@ from .gaussian import derive
 from .kernels import _check_x, _dot
 from .solve import sliding
 
-STEP_FRACTION = 0.2  # steps of the sliding integrator without ``dt``: this fraction of 1/λ_max(K)
+STEP_FRACTION = 0.5  # steps of the sliding integrator without ``dt``: this fraction of 1/(a–z coupling rate)
 
 
 def homogeneity_degree(act) -> int | None:
@@ -197,8 +197,9 @@ class WeightDecayMLP:
         near the integration error, so a small ``tol`` needs a small ``rtol`` (1e-9 for 1e-5).
         ``dt``: fixed steps of that size instead of adaptive ones.  A piecewise-linear φ with its kink
         at 0 (relu, leaky_relu, abs; :attr:`sliding`) is stepped by :mod:`symntk.solve.sliding`
-        instead, a first-order scheme whose fixed point is T4 exactly at any step: steps of
-        0.2/λ_max(K) unless ``dt`` is given (stable for dt·λ_max(K) < 2), ``rtol`` unused.
+        instead, a first-order scheme whose fixed point is T4 exactly at any step, with the output
+        modes implicit: steps of 0.5/max(γ₀ max_i|(s_i ⊙ Δ)B_X|, λ) (the explicit coupling of a particle's
+        a and z through Δ; ≤ λ at the fixed point) unless ``dt`` is given, ``rtol`` unused.
         Returns a :class:`Solution`.
 
         DMFT (``method="dmft"``, the default at depth ≥ 2; :mod:`symntk.dmft`): the kernels on the
@@ -248,7 +249,7 @@ class WeightDecayMLP:
         result = "successful" if stopped else "max_steps_reached"
         Phi, G, K = self._kernels(h, z, slopes, kx)
         if result != "successful" and throw:
-            stability = "" if dt is None else (f"; with the fixed step, dt·λ_max(K) = "
+            stability = "" if dt is None or self.sliding else (f"; with the fixed step, dt·λ_max(K) = "
                                                f"{dt * np.linalg.eigvalsh(K[:P, :P])[-1]:.2g} must stay below 2")
             raise ConvergenceError(f"the particle dynamics did not reach the T4 residual tol = {tol:g} by t = "
                                    f"{t_max:g} (residuals {res[0]:.2g}, {res[1]:.2g}){stability}; raise t_max or "
@@ -310,18 +311,17 @@ def _compiled(phi, dphi, P, max_steps, fixed_step, bounds):
             a, z = state[:2]
             return phi(a @ B.T).T @ z / (M * gamma0)  # f(·, 0) = 0: antithetic pairs
 
-        def ntk_matvec(state, v):
-            """K(X, X)v with K = Φ¹ + G¹ ⊙ Kˣ from the particles: ⟨φ(φ·v)⟩ + ⟨g ⊙ Kˣ(g ⊙ v)⟩."""
+        def coupling_rate(state):
+            """γ₀ max over particles of |(s ⊙ Δ)B_X|: the rate at which Δ couples a particle's a and z."""
             a, z, slopes = state
-            f, g = phi(a @ BX.T), z[:, None] * slopes
-            return (f.T @ (f @ v) + jnp.sum(g * (((g * v) @ BX) @ BX.T), axis=0)) / M
+            return gamma0 * jnp.max(jnp.linalg.norm((slopes * training(a, z)[1]) @ BX, axis=1))
 
         if fixed_step:
             controller = diffrax.ConstantStepSize()
         elif bounds is None:
             controller = diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol)
         else:
-            controller = sliding.StableSteps(ntk_matvec, STEP_FRACTION, lam)
+            controller = sliding.StableSteps(coupling_rate, STEP_FRACTION, lam)
         if bounds is None:
             solver, state0 = diffrax.Tsit5(), (a0, z0)
         else:
