@@ -143,12 +143,13 @@ def _antk(args):
                                       "(sn.antk.WeightDecayMLP(depth=2)) costs O((P·n_t)³) and fits tens of "
                                       "points, not this data set (derivations/antk.md)")
         from .antk import WeightDecayMLP
-        if WeightDecayMLP(args.activation, particles=2).kinked and args.dt is None:
+        model = WeightDecayMLP(args.activation, particles=2)
+        if model.kinked and not model.sliding and args.dt is None:
             raise ValueError(f"{args.activation}: φ' jumps, and on several points the aNTK fixed point has particles "
-                             "sliding along the kink. relu, leaky_relu and abs are stepped by a semi-implicit scheme "
-                             "whose explicit output modes need dt < 2/λ_max(K) (~3e-3 on 100 digits), millions of "
-                             "steps to reach 200/λ (derivations/antk.md); use a smooth activation (gelu(x), "
-                             "x*erf(x)) or pass --dt and --t-max to integrate the dynamics to a fixed time")
+                             "sliding along the kink; only relu, leaky_relu and abs (piecewise linear, kink at 0) "
+                             "have a scheme that reaches it (derivations/antk.md). Use one of them or a smooth "
+                             "activation (gelu(x), x*erf(x)), or pass --dt and --t-max to integrate the dynamics "
+                             "to a fixed time")
         run(_dataset(args), args.out, args.activation, args.gamma0, args.lam, args.particles, args.n_train, args.n_test, args.tol,
             args.dt, args.t_max)
     except (SymntkError, ValueError, NotImplementedError) as err:

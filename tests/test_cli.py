@@ -49,7 +49,8 @@ def test_deep_linear_command_writes_the_overlap_figures(tmp_path):
 
 def test_antk_command_writes_the_report(tmp_path):
     """A small user data set (.npz): the two-layer aNTK reaches the T4 tolerance, both predictors'
-    losses are reported and the figures written; depth ≥ 2 is refused with exit status 2."""
+    losses are reported and the figures written, for x·erf(x) and for ReLU (the sliding scheme);
+    depth ≥ 2 and a kinked φ other than relu/leaky_relu/abs without --dt are refused with exit status 2."""
     import json
 
     import numpy as np
@@ -67,7 +68,10 @@ def test_antk_command_writes_the_report(tmp_path):
     for name in ("antk_learning_curves.png", "antk_kernels.png", "antk_densities.png", "antk_report.md"):
         assert (out / name).stat().st_size > 0
     assert main(["antk", "relu(x)", "--depth", "2", "--out", str(out)]) == 2
-    assert main(["antk", "relu(x)", "--out", str(out)]) == 2  # kinked φ needs --dt (stiff on the digits)
+    assert main(["antk", "relu(x)", "--lam", "0.2", "--particles", "400", "--tol", "1e-3",
+                 "--data", str(tmp_path / "d.npz"), "--out", str(out)]) == 0  # the sliding scheme
+    assert json.loads((out / "antk_results.json").read_text())["result"] == "successful"
+    assert main(["antk", "selu(x)", "--out", str(out)]) == 2  # kinked, not piecewise linear at 0: needs --dt
 
 
 def test_anbk_command_writes_the_report(tmp_path):
