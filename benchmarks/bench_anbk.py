@@ -18,27 +18,16 @@ import time
 
 import numpy as np
 
+from _digits import all_digits
 from _isolated import report, run_isolated
 
 CASES = [("relu(x)", 1), ("tanh(x)", 2)]
 TOL, BETA, SAMPLES, PLAIN_SAMPLES, CHUNK = 1e-4, 5.0, 2**13, 200_000, 10_000
 
 
-def problem(P):
-    """The first P of all 1797 digits (shuffled), y = +1 for 0–4 and −1 for 5–9 (two classes of 10
-    digits: any pair of single digits has only ~360 points), normalised as symntk.data does."""
-    from sklearn.datasets import load_digits
-
-    from symntk.data import normalise
-    X, labels = load_digits(return_X_y=True)
-    order = np.random.default_rng(0).permutation(len(labels))[:P]
-    x, _ = normalise(X[order].astype(float), X[order[:1]].astype(float))
-    return x, np.where(labels[order] < 5, 1.0, -1.0)
-
-
 def case_symntk(act, depth, P, gamma0):
     from symntk.anbk import BayesianMLP
-    x, y = problem(P)
+    x, y = all_digits(P)
     m = BayesianMLP(act, depth=depth, gamma0=gamma0, beta=BETA, samples=SAMPLES)
     t0 = time.perf_counter()
     m.solve(x, y, max_steps=1, adapt=0, throw=False)  # compiles for these shapes
@@ -54,7 +43,7 @@ def case_plain(act, depth, P, gamma0, budget):
     import jax.numpy as jnp
 
     from symntk.gaussian import derive
-    x, y = problem(P)
+    x, y = all_digits(P)
     phi = derive(act).module().phi
     kx = jnp.asarray(x @ x.T / x.shape[1])
     y = jnp.asarray(y)

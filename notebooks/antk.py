@@ -106,7 +106,7 @@ fig.savefig(FIG / "antk_density.png", dpi=130)
 # point the units that carry the output sit exactly on the kink of some training points
 # (h_μ = 0), where φ'(0) takes the value in [0, 1] that holds them there (a Filippov slope); the
 # others have decayed to h = z = 0.  The solver steps them with
-# a semi-implicit scheme whose fixed point is T4 with those slopes (`symntk/solve/sliding.py`), so
+# a semi-implicit scheme whose fixed point is T4 with those slopes (`symntk/solve/semi_implicit.py`), so
 # both T3 forms agree with the output; the tests check the output against the convex program the
 # fixed point solves (derivations/antk.md).
 

@@ -8,8 +8,9 @@ and test points, readout z), and with Δ = y − f on the training points
     dh/dt = γ₀ Kˣ(·, X)(z φ'(h) ⊙ Δ) − λh,    dz/dt = γ₀ φ(h)·Δ − λz,
     f(x) = ⟨φ(h(x)) z⟩/γ₀,   f(x, 0) = 0 (antithetic pairs (h, ±z))   (T5, centred output)
 
-integrated with diffrax (Tsit5, adaptive steps; relu, leaky_relu, abs by the sliding scheme of
-:mod:`symntk.solve.sliding`, with Filippov slopes g = zs on the kink) until the fixed-point
+integrated with diffrax — Tsit5 with adaptive steps, or the semi-implicit Euler of
+:mod:`symntk.solve.semi_implicit` (output modes implicit: steps not bounded by λ_max(K)), the only
+choice for relu, leaky_relu, abs, which slide along the kink with Filippov slopes g = zs — until the fixed-point
 residuals T4 — ‖λh − γ₀Kˣ(g ⊙ Δ)‖ and ‖λz − γ₀φΔ‖ over the particles, relative to λ‖h(0)‖ and
 λ‖z(0)‖ (so that a collapse to h = z = 0 below the T6 threshold also counts as converged) — fall below ``tol``.
 Predictor T3 in its two forms, Φ¹(x, X)[Φ¹ + λI]⁻¹y and K(x, X)[K + κλI]⁻¹y with the NTK
@@ -35,9 +36,9 @@ from .activation import activation as parse, x as x_symbol
 from .errors import ConvergenceError, DataError
 from .gaussian import derive
 from .kernels import _check_x, _dot
-from .solve import sliding
+from .solve import semi_implicit
 
-STEP_FRACTION = 0.5  # steps of the sliding integrator without ``dt``: this fraction of 1/(a–z coupling rate)
+STEP_FRACTION = 0.5  # semi-implicit steps without ``dt``: this fraction of 1/(explicit per-particle rate)
 
 
 def homogeneity_degree(act) -> int | None:
@@ -171,7 +172,7 @@ class WeightDecayMLP:
         self.kappa = output_degree(k, self.depth)
         mod = self.dual.module()
         self._phi, self._dphi = mod.phi, mod.dphi
-        # a piecewise-linear φ with its kink at 0: its slopes (s_L, s_R), for the sliding integrator
+        # a piecewise-linear φ with its kink at 0: its slopes (s_L, s_R), for the sliding step
         self._bounds = (float(self._dphi(-1.0)), float(self._dphi(1.0))) if k == 1 and self.kinked else None
 
     @property
@@ -183,23 +184,25 @@ class WeightDecayMLP:
     @property
     def sliding(self) -> bool:
         """φ is piecewise linear with its kink at 0 (relu, leaky_relu, abs): the particle solver steps it
-        with :mod:`symntk.solve.sliding`, whose fixed point is T4 with the Filippov slopes.  Other kinked
-        φ use Tsit5, whose steps crawl or (fixed) chatter across the kink."""
+        with :mod:`symntk.solve.semi_implicit`, whose fixed point is T4 with the Filippov slopes.  Other
+        kinked φ use Tsit5, whose steps crawl or (fixed) chatter across the kink."""
         return self._bounds is not None
 
     def solve(self, x_train, y_train, x_test=None, tol=1e-6, rtol=1e-5, t_max=None, max_steps=200_000,
-              dt=None, throw=True, method=None, n_times=50, response_samples=256, damping=0.7, max_iter=2000):
+              dt=None, throw=True, method=None, integrator=None, n_times=50, response_samples=256, damping=0.7,
+              max_iter=2000):
         """Two-layer particle solver (``method="particles"``, the default at depth 1): run T5 from
         the Gaussian initialisation (h ~ N(0, Kˣ), z ~ N(0, 1), in antithetic pairs (h, ±z) so that
         f(·, 0) = 0 exactly and both T3 forms hold at the fixed point for any number of particles)
         until both T4 residuals are below ``tol`` (or ``t_max``, default 200/λ).
-        ``rtol``: the adaptive step's relative tolerance (absolute: 1e-3 rtol); the residual floors
-        near the integration error, so a small ``tol`` needs a small ``rtol`` (1e-9 for 1e-5).
-        ``dt``: fixed steps of that size instead of adaptive ones.  A piecewise-linear φ with its kink
-        at 0 (relu, leaky_relu, abs; :attr:`sliding`) is stepped by :mod:`symntk.solve.sliding`
-        instead, a first-order scheme whose fixed point is T4 exactly at any step, with the output
-        modes implicit: steps of 0.5/max(γ₀ max_i|(s_i ⊙ Δ)B_X|, λ) (the explicit coupling of a particle's
-        a and z through Δ; ≤ λ at the fixed point) unless ``dt`` is given, ``rtol`` unused.
+        ``integrator``: "tsit5" (the default for a smooth φ: diffrax Tsit5, adaptive steps with
+        relative tolerance ``rtol``, absolute 1e-3 rtol; the residual floors near the integration
+        error, so a small ``tol`` needs a small ``rtol``, 1e-9 for 1e-5) or "semi-implicit"
+        (:mod:`symntk.solve.semi_implicit`, the only choice for a piecewise-linear φ with its kink at 0,
+        :attr:`sliding`): first order, its fixed point T4 exactly at any step, with the output modes
+        implicit, so its steps are 0.5/max(rate, λ), ``rate`` the explicit per-particle rate (≈ λ near
+        the fixed point), not bounded by λ_max(K) as Tsit5's are: far fewer steps to the fixed point,
+        a coarser trajectory on the way.  ``dt``: fixed steps of that size instead.
         Returns a :class:`Solution`.
 
         DMFT (``method="dmft"``, the default at depth ≥ 2; :mod:`symntk.dmft`): the kernels on the
@@ -215,6 +218,10 @@ class WeightDecayMLP:
             raise DataError(f"y_train must have shape ({len(xtr)},), got {y.shape}")
         xall = xtr if x_test is None else np.concatenate([xtr, _check_x("x_test", x_test).astype(float)])
         method = method or ("particles" if self.depth == 1 else "dmft")
+        integrator = integrator or ("semi-implicit" if self.sliding else "tsit5")
+        if integrator not in ("tsit5", "semi-implicit") or (self.sliding and integrator == "tsit5"):
+            raise DataError(f"integrator must be 'semi-implicit'{'' if self.sliding else ' or tsit5'} for "
+                            f"{self.activation.expr}, got {integrator!r}")
         if method == "dmft":
             if dt is not None:
                 raise DataError("dt sets the particle solver's fixed step; the DMFT's grid is t_max and n_times")
@@ -232,7 +239,7 @@ class WeightDecayMLP:
         a0, z0 = jax.random.normal(k1, (half, B.shape[1])), jax.random.normal(k2, (half,))
         a0, z0 = jnp.concatenate([a0, a0]), jnp.concatenate([z0, -z0])
         t_max = 200.0 / self.lam if t_max is None else float(t_max)
-        run = _compiled(self._phi, self._dphi, P, max_steps, dt is not None, self._bounds)
+        run = _compiled(self._phi, self._dphi, P, max_steps, dt is not None, self._bounds, integrator)
         args = (self.gamma0, self.lam, jnp.asarray(B), jnp.asarray(y), a0, z0)
         steps = (rtol, 1.0 if dt is None else float(dt))
         times, outputs, h, z, slopes, res, stopped, t_final = (np.asarray(a) for a in run(*args, tol, t_max, *steps))
@@ -249,7 +256,7 @@ class WeightDecayMLP:
         result = "successful" if stopped else "max_steps_reached"
         Phi, G, K = self._kernels(h, z, slopes, kx)
         if result != "successful" and throw:
-            stability = "" if dt is None or self.sliding else (f"; with the fixed step, dt·λ_max(K) = "
+            stability = "" if dt is None or integrator != "tsit5" else (f"; with the fixed step, dt·λ_max(K) = "
                                                f"{dt * np.linalg.eigvalsh(K[:P, :P])[-1]:.2g} must stay below 2")
             raise ConvergenceError(f"the particle dynamics did not reach the T4 residual tol = {tol:g} by t = "
                                    f"{t_max:g} (residuals {res[0]:.2g}, {res[1]:.2g}){stability}; raise t_max or "
@@ -276,13 +283,14 @@ class WeightDecayMLP:
 
 
 @lru_cache(maxsize=None)
-def _compiled(phi, dphi, P, max_steps, fixed_step, bounds):
-    """The jitted particle solver for one activation (generated φ, φ'), training-set size and step budget.
+def _compiled(phi, dphi, P, max_steps, fixed_step, bounds, integrator):
+    """The jitted particle solver for one activation (generated φ, φ'), training-set size, step budget
+    and integrator.
 
     The state is (a, z) with h = a Bᵀ, Kˣ = B Bᵀ (B: (P + Q) × r): dh/dt = γ₀Kˣ(·, X)(g ⊙ Δ) − λh is
     da/dt = γ₀(g ⊙ Δ)B_X − λa, so a step costs O(M P r) instead of O(M P (P + Q)).  With ``bounds``
     = (s_L, s_R), the slopes of a piecewise-linear φ with its kink at 0, the state is (a, z, s), s the
-    slopes on the training columns (Filippov values on a kink), stepped by :mod:`.solve.sliding`.
+    slopes on the training columns (Filippov values on a kink), stepped by :mod:`.solve.semi_implicit`.
     """
 
     @jax.jit
@@ -311,22 +319,26 @@ def _compiled(phi, dphi, P, max_steps, fixed_step, bounds):
             a, z = state[:2]
             return phi(a @ B.T).T @ z / (M * gamma0)  # f(·, 0) = 0: antithetic pairs
 
-        def coupling_rate(state):
-            """γ₀ max over particles of |(s ⊙ Δ)B_X|: the rate at which Δ couples a particle's a and z."""
-            a, z, slopes = state
-            return gamma0 * jnp.max(jnp.linalg.norm((slopes * training(a, z)[1]) @ BX, axis=1))
+        def rate(state):
+            a, z = state[:2]
+            h, delta = training(a, z)
+            slopes = jnp.broadcast_to(dphi(h), h.shape) if bounds is None else state[2]
+            return semi_implicit.rate(a, z, slopes, h, delta, BX, gamma0, dphi)
 
         if fixed_step:
             controller = diffrax.ConstantStepSize()
-        elif bounds is None:
+        elif integrator == "tsit5":
             controller = diffrax.PIDController(rtol=rtol, atol=1e-3 * rtol)
         else:
-            controller = sliding.StableSteps(coupling_rate, STEP_FRACTION, lam)
-        if bounds is None:
+            controller = semi_implicit.StableSteps(rate, STEP_FRACTION, lam)
+        common = dict(BX=BX, training=training, gamma0=gamma0, lam=lam, phi=phi)
+        if integrator == "tsit5":
             solver, state0 = diffrax.Tsit5(), (a0, z0)
+        elif bounds is None:
+            solver = semi_implicit.SemiImplicitEuler(partial(semi_implicit.smooth_step, dphi=dphi, **common))
+            state0 = (a0, z0)
         else:
-            solver = sliding.SemiImplicitEuler(partial(sliding.step, BX=BX, training=training, gamma0=gamma0,
-                                                       lam=lam, phi=phi, bounds=bounds))
+            solver = semi_implicit.SemiImplicitEuler(partial(semi_implicit.step, bounds=bounds, **common))
             state0 = (a0, z0, jnp.broadcast_to(dphi(a0 @ BX.T), (M, P)))
         ts = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, 1.0, 79) * t_max])
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=output), diffrax.SubSaveAt(t1=True)])

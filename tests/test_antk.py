@@ -79,6 +79,21 @@ def test_multi_point_fixed_point_of_smooth_activations(formula):
     np.testing.assert_allclose(sol.predict(x[3:]), sol.output[3:], atol=1e-4)
 
 
+@pytest.mark.parametrize("formula", ["x", "x**2", "x*erf(x)"])
+def test_semi_implicit_integrator_reaches_the_fixed_point_of_tsit5(formula):
+    """On a smooth φ the semi-implicit integrator (output modes implicit, first order, steps up to
+    0.5/λ) stops at the fixed point Tsit5 reaches from the same initialisation: both at T4 residual
+    1e-5, their outputs agree within 10× that (each is O(residual) from the fixed point), and so do
+    the semi-implicit solution's kernel form of T3."""
+    x, y = FOUR_POINTS, FOUR_LABELS
+    m = WeightDecayMLP(formula, gamma0=1.0, lam=0.1, particles=2000)
+    ref = m.solve(x[:3], y[:3], x_test=x[3:], tol=1e-5, rtol=1e-9)
+    sol = m.solve(x[:3], y[:3], x_test=x[3:], tol=1e-5, integrator="semi-implicit")
+    assert sol.result == "successful" and max(sol.residual) < 1e-5
+    np.testing.assert_allclose(sol.output, ref.output, atol=1e-4)
+    np.testing.assert_allclose(sol.kernel_form, sol.output, atol=1e-4)
+
+
 ANGLES = np.array([0.1, 0.9, 1.8, 2.9, 4.0, 5.1, 3.4])
 CIRCLE = np.sqrt(2) * np.stack([np.cos(ANGLES), np.sin(ANGLES)], 1)
 CIRCLE_LABELS = np.array([1.0, -0.6, 0.9, -0.8, 0.7, -0.5])  # six training points in D = 2, one test point
@@ -168,3 +183,6 @@ def test_bad_settings_are_rejected():
         WeightDecayMLP("relu(x)", lam=0.0)
     with pytest.raises(DataError, match="y_train"):
         WeightDecayMLP("relu(x)", particles=10).solve(np.ones((3, 2)), np.ones(2))
+    for formula, integrator in (("relu(x)", "tsit5"), ("tanh(x)", "euler")):
+        with pytest.raises(DataError, match="integrator"):
+            WeightDecayMLP(formula, particles=10).solve(np.ones((2, 2)), np.ones(2), integrator=integrator)

@@ -1,9 +1,10 @@
-"""Semi-implicit Euler for the two-layer aNTK particle flow of a piecewise-linear φ with its kink at 0
-(relu, leaky_relu, abs): particles slide along the kinks that attract them (Filippov) instead of
-chattering across them (theory/adaptive.md T5; derivations/antk.md, "Kinked φ").
+"""Semi-implicit Euler for the two-layer aNTK particle flow (theory/adaptive.md T5; derivations/antk.md):
+weight decay and the output feedback implicit, so that steps are not bounded by λ_max of the NTK;
+for a piecewise-linear φ with its kink at 0 (relu, leaky_relu, abs) the slopes on attracting kinks
+are implicit too, and particles slide along those kinks (Filippov) instead of chattering across them.
 
-A particle (a, z) has h = aB_Xᵀ on the training points, K = B_X B_Xᵀ = Kˣ(X, X) and φ'(h) = s_L or
-s_R on either side of 0.  With d = 1/(1 + λdt) and v = d dt γ₀ z Δ̂,
+A particle (a, z) has h = aB_Xᵀ on the training points, K = B_X B_Xᵀ = Kˣ(X, X) and slopes s = φ'(h)
+(for a piecewise-linear φ, s_L or s_R on either side of 0).  With d = 1/(1 + λdt) and v = d dt γ₀ z Δ̂,
 
     z⁺ = d (z + dt γ₀ φ(h)·Δ̂),   a⁺ = d a + (v ⊙ s) B_X,   so   h⁺ = d h + K(v ⊙ s).
 
@@ -14,10 +15,10 @@ The output feedback is linearly implicit: Δ̂ is the training error after the s
 
 Θ the NTK at the current state.  At a stationary state λ⟨z(φ + s ⊙ h)⟩/γ₀ = ΘΔ (J applied to T4), so
 Δ̂ = Δ there: the fixed point is unchanged, and the output modes, whose rates λ_max(Θ) grow with P
-(≈ 2000 on 1000 digits), no longer bound the step.  What does is the explicit coupling of a and z
-through Δ̂ in each particle, at the rate γ₀|(s ⊙ Δ̂)B_X| (≤ λ at the fixed point; :class:`StableSteps`).
+(≈ 2000 on 1000 digits), no longer bound the step.  What does is the explicit per-particle part,
+the coupling of a and z through Δ̂ and, for a curved φ, of a with itself through φ'' (:func:`rate`).
 
-Where a kink repels (v_μ(s_R − s_L) ≥ 0) s_μ = φ'(h_μ) (explicit).  Where it attracts, s_μ is implicit,
+For a smooth φ, s = φ'(h) (:func:`smooth_step`).  For a piecewise-linear one (:func:`step`): where a kink repels (v_μ(s_R − s_L) ≥ 0) s_μ = φ'(h_μ) (explicit).  Where it attracts, s_μ is implicit,
 s_μ ∈ ∂φ(h⁺_μ) (s_L below 0, s_R above, the whole interval at h⁺_μ = 0): those s minimise over the
 box between s_L and s_R the convex quadratic F with ∂F/∂s_μ = v_μ h⁺_μ (Hessian v_μK_μνv_ν), whose
 optimality conditions are exactly these.  Coordinate descent solves it, s_μ ← clip(s_μ − h⁺_μ/(K_μμ v_μ)),
@@ -30,6 +31,7 @@ from __future__ import annotations
 from typing import Callable, ClassVar
 
 import diffrax
+import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.scipy.linalg import solve
@@ -37,15 +39,23 @@ from jax.scipy.linalg import solve
 SWEEPS = 1  # coordinate-descent sweeps per step; warm starts converge them over the steps near a fixed point
 
 
+def smooth_step(state, dt, BX, training, gamma0, lam, phi, dphi):
+    """One step (a, z) → (a⁺, z⁺) of the scheme above for a smooth φ; ``training(a, z)`` = (h, Δ) on
+    the training points."""
+    a, z = state
+    h, delta = training(a, z)
+    s = jnp.broadcast_to(dphi(h), h.shape)  # a constant for linear φ
+    d, delta, v = _implicit_part(a, z, s, h, delta, dt, BX, gamma0, lam, phi)
+    return d * a + (v * s) @ BX, d * (z + dt * gamma0 * phi(h) @ delta)
+
+
 def step(state, dt, BX, training, gamma0, lam, phi, bounds):
-    """One step (a, z, s) → (a⁺, z⁺, s⁺) of the scheme above; s (M, P) the slopes φ' on the training
-    columns, ``training(a, z)`` = (h, Δ) on the training points, ``bounds`` = (s_L, s_R)."""
+    """One step (a, z, s) → (a⁺, z⁺, s⁺) of the scheme above for a piecewise-linear φ; s (M, P) the
+    slopes φ' on the training columns, ``training(a, z)`` = (h, Δ), ``bounds`` = (s_L, s_R)."""
     a, z, s = state
     lo, hi = bounds
     h, delta = training(a, z)
-    d = 1 / (1 + lam * dt)
-    delta = implicit_error(delta, h, z, s, d * dt, BX, gamma0, lam, phi)
-    v = (d * dt * gamma0 * z)[:, None] * delta
+    d, delta, v = _implicit_part(a, z, s, h, delta, dt, BX, gamma0, lam, phi)
     k_diag = jnp.sum(BX * BX, axis=1)
     attract = (v * (hi - lo) < 0) & (k_diag > 0)
     s = jnp.where(attract, s, jnp.where(h > 0, hi, lo))
@@ -63,12 +73,25 @@ def step(state, dt, BX, training, gamma0, lam, phi, bounds):
     return d * a + u, d * (z + dt * gamma0 * phi(h) @ delta), s_t.T
 
 
-def implicit_error(delta, h, z, s, c, BX, gamma0, lam, phi):
-    """Δ̂ = (I + cΘ)⁻¹(Δ + cλ⟨z(φ(h) + s ⊙ h)⟩/γ₀), Θ = ⟨φφᵀ⟩ + ⟨ggᵀ⟩ ⊙ B_X B_Xᵀ with g = zs (above)."""
-    M, f, g = len(z), phi(h), z[:, None] * s
+def _implicit_part(a, z, s, h, delta, dt, BX, gamma0, lam, phi):
+    """(d, Δ̂, v): d = 1/(1 + λdt); Δ̂ = (I + cΘ)⁻¹(Δ + cλ⟨z(φ(h) + s ⊙ h)⟩/γ₀), c = d dt,
+    Θ = ⟨φφᵀ⟩ + ⟨ggᵀ⟩ ⊙ B_X B_Xᵀ with g = zs; v = c γ₀ z Δ̂ (above)."""
+    M, f, g, d = len(z), phi(h), z[:, None] * s, 1 / (1 + lam * dt)
     ntk = (f.T @ f + (g.T @ g) * (BX @ BX.T)) / M
-    rhs = delta + c * lam * (f.T @ z + jnp.sum(g * h, axis=0)) / (M * gamma0)
-    return solve(jnp.eye(len(delta)) + c * ntk, rhs, assume_a="pos")
+    rhs = delta + d * dt * lam * (f.T @ z + jnp.sum(g * h, axis=0)) / (M * gamma0)
+    delta = solve(jnp.eye(len(delta)) + d * dt * ntk, rhs, assume_a="pos")
+    return d, delta, (d * dt * gamma0 * z)[:, None] * delta
+
+
+def rate(a, z, s, h, delta, BX, gamma0, dphi):
+    """The fastest explicit per-particle rate of the scheme: γ₀ max_i [|(s_i ⊙ Δ)B_X| (a ↔ z through Δ)
+    + |z_i| Σ_μ |φ''(h_iμ)Δ_μ| Kˣ_μμ (a ↔ a through φ'', a bound on |z_i B_Xᵀ diag(φ''Δ) B_X|)];
+    ≤ λ at a fixed point of a piecewise-linear φ, where a growing unit would not be stationary."""
+    slope = lambda u: jnp.broadcast_to(jnp.asarray(dphi(u), u.dtype), u.shape)  # noqa: E731 (φ' may be a constant)
+    curvature = jax.jvp(slope, (h,), (jnp.ones_like(h),))[1]
+    k_diag = jnp.sum(BX * BX, axis=1)
+    return gamma0 * jnp.max(jnp.linalg.norm((s * delta) @ BX, axis=1)
+                            + jnp.abs(z) * (jnp.abs(curvature * delta) @ k_diag))
 
 
 class SemiImplicitEuler(diffrax.AbstractSolver):
@@ -95,10 +118,9 @@ class SemiImplicitEuler(diffrax.AbstractSolver):
 
 
 class StableSteps(diffrax.AbstractStepSizeController):
-    """Steps dt = ``fraction``/max(``rate(y)``, ``floor``), ``rate`` the fastest explicit coupling of
-    a and z in a particle, γ₀ max_i |(s_i ⊙ Δ)B_X| (the output modes are implicit).  It is large while
-    the features grow and falls to ≤ λ at the fixed point, where ``floor`` = λ caps the steps at
-    ``fraction``/λ."""
+    """Steps dt = ``fraction``/max(``rate(y)``, ``floor``), ``rate`` the fastest explicit per-particle
+    rate (:func:`rate`; the output modes are implicit).  It is large while the features grow and
+    falls to about λ near the fixed point, where ``floor`` = λ caps the steps at ``fraction``/λ."""
 
     rate: Callable
     fraction: float
