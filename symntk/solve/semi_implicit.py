@@ -74,12 +74,16 @@ def step(state, dt, BX, training, gamma0, lam, phi, bounds):
 
 
 def _implicit_part(a, z, s, h, delta, dt, BX, gamma0, lam, phi):
-    """(d, Δ̂, v): d = 1/(1 + λdt); Δ̂ = (I + cΘ)⁻¹(Δ + cλ⟨z(φ(h) + s ⊙ h)⟩/γ₀), c = d dt,
-    Θ = ⟨φφᵀ⟩ + ⟨ggᵀ⟩ ⊙ B_X B_Xᵀ with g = zs; v = c γ₀ z Δ̂ (above)."""
+    """(d, Δ̂, v): d = 1/(1 + λdt), c = d dt, v = c γ₀ z Δ̂, and Δ̂ from (I + cΘ)Δ̂ = Δ + cλ⟨z(φ(h) + s ⊙ h)⟩/γ₀
+    (above; Θ = ⟨φφᵀ⟩ + ⟨ggᵀ⟩ ⊙ B_X B_Xᵀ, g = zs) in the form Δ̂ = Δ − c(I + cΘ̃)⁻¹ḟ, ḟ = ΘΔ − λ⟨z(φ + s ⊙ h)⟩/γ₀
+    the output's velocity (float64 products) and Θ̃ = Θ formed in float32: 4× cheaper at P = 1000, and
+    where ḟ = 0, at the fixed point, Δ̂ = Δ exactly whatever Θ̃."""
     M, f, g, d = len(z), phi(h), z[:, None] * s, 1 / (1 + lam * dt)
-    ntk = (f.T @ f + (g.T @ g) * (BX @ BX.T)) / M
-    rhs = delta + d * dt * lam * (f.T @ z + jnp.sum(g * h, axis=0)) / (M * gamma0)
-    delta = solve(jnp.eye(len(delta)) + d * dt * ntk, rhs, assume_a="pos")
+    velocity = (f.T @ (f @ delta) + jnp.sum(g * (((g * delta) @ BX) @ BX.T), axis=0)
+                - lam * (f.T @ z + jnp.sum(g * h, axis=0)) / gamma0) / M
+    f32, g32, b32 = (u.astype(jnp.float32) for u in (f, g, BX))
+    ntk = ((f32.T @ f32 + (g32.T @ g32) * (b32 @ b32.T)) / M).astype(h.dtype)
+    delta = delta - d * dt * solve(jnp.eye(len(delta)) + d * dt * ntk, velocity, assume_a="pos")
     return d, delta, (d * dt * gamma0 * z)[:, None] * delta
 
 
