@@ -323,7 +323,7 @@ def _compiled(phi, dphi, P, max_steps, fixed_step, bounds, integrator):
             a, z = state[:2]
             h, delta = training(a, z)
             slopes = jnp.broadcast_to(dphi(h), h.shape) if bounds is None else state[2]
-            return semi_implicit.rate(a, z, slopes, h, delta, BX, gamma0, dphi)
+            return semi_implicit.rate(z, slopes, h, delta, BX, gamma0, dphi)
 
         if fixed_step:
             controller = diffrax.ConstantStepSize()

@@ -45,7 +45,7 @@ def smooth_step(state, dt, BX, training, gamma0, lam, phi, dphi):
     a, z = state
     h, delta = training(a, z)
     s = jnp.broadcast_to(dphi(h), h.shape)  # a constant for linear φ
-    d, delta, v = _implicit_part(a, z, s, h, delta, dt, BX, gamma0, lam, phi)
+    d, delta, v = _implicit_part(z, s, h, delta, dt, BX, gamma0, lam, phi)
     return d * a + (v * s) @ BX, d * (z + dt * gamma0 * phi(h) @ delta)
 
 
@@ -55,7 +55,7 @@ def step(state, dt, BX, training, gamma0, lam, phi, bounds):
     a, z, s = state
     lo, hi = bounds
     h, delta = training(a, z)
-    d, delta, v = _implicit_part(a, z, s, h, delta, dt, BX, gamma0, lam, phi)
+    d, delta, v = _implicit_part(z, s, h, delta, dt, BX, gamma0, lam, phi)
     k_diag = jnp.sum(BX * BX, axis=1)
     attract = (v * (hi - lo) < 0) & (k_diag > 0)
     s = jnp.where(attract, s, jnp.where(h > 0, hi, lo))
@@ -73,7 +73,7 @@ def step(state, dt, BX, training, gamma0, lam, phi, bounds):
     return d * a + u, d * (z + dt * gamma0 * phi(h) @ delta), s_t.T
 
 
-def _implicit_part(a, z, s, h, delta, dt, BX, gamma0, lam, phi):
+def _implicit_part(z, s, h, delta, dt, BX, gamma0, lam, phi):
     """(d, Δ̂, v): d = 1/(1 + λdt), c = d dt, v = c γ₀ z Δ̂, and Δ̂ from (I + cΘ)Δ̂ = Δ + cλ⟨z(φ(h) + s ⊙ h)⟩/γ₀
     (above; Θ = ⟨φφᵀ⟩ + ⟨ggᵀ⟩ ⊙ B_X B_Xᵀ, g = zs) in the form Δ̂ = Δ − c(I + cΘ̃)⁻¹ḟ, ḟ = ΘΔ − λ⟨z(φ + s ⊙ h)⟩/γ₀
     the output's velocity (float64 products) and Θ̃ = Θ formed in float32: 4× cheaper at P = 1000, and
@@ -87,7 +87,7 @@ def _implicit_part(a, z, s, h, delta, dt, BX, gamma0, lam, phi):
     return d, delta, (d * dt * gamma0 * z)[:, None] * delta
 
 
-def rate(a, z, s, h, delta, BX, gamma0, dphi):
+def rate(z, s, h, delta, BX, gamma0, dphi):
     """The fastest explicit per-particle rate of the scheme: γ₀ max_i [|(s_i ⊙ Δ)B_X| (a ↔ z through Δ)
     + |z_i| Σ_μ |φ''(h_iμ)Δ_μ| Kˣ_μμ (a ↔ a through φ'', a bound on |z_i B_Xᵀ diag(φ''Δ) B_X|)];
     ≤ λ at a fixed point of a piecewise-linear φ, where a growing unit would not be stationary."""
