@@ -218,18 +218,19 @@ class WeightDecayMLP:
             raise DataError(f"y_train must have shape ({len(xtr)},), got {y.shape}")
         xall = xtr if x_test is None else np.concatenate([xtr, _check_x("x_test", x_test).astype(float)])
         method = method or ("particles" if self.depth == 1 else "dmft")
-        integrator = integrator or ("semi-implicit" if self.sliding else "tsit5")
-        if integrator not in ("tsit5", "semi-implicit") or (self.sliding and integrator == "tsit5"):
-            raise DataError(f"integrator must be 'semi-implicit'{'' if self.sliding else ' or tsit5'} for "
-                            f"{self.activation.expr}, got {integrator!r}")
         if method == "dmft":
-            if dt is not None:
-                raise DataError("dt sets the particle solver's fixed step; the DMFT's grid is t_max and n_times")
+            if dt is not None or integrator is not None:
+                raise DataError("dt and integrator set the particle solver's steps; the DMFT's grid is t_max and "
+                                "n_times")
             times = dmft.time_grid(5.0 / self.lam if t_max is None else float(t_max), n_times)
             return dmft.solve(self, xtr, y, xall, times, self.particles, response_samples, tol, max_iter,
                               damping, self.seed, throw)
         if method != "particles" or self.depth != 1:
             raise DataError(f"method must be 'dmft', or 'particles' at depth 1; got {method!r} at depth {self.depth}")
+        allowed = ("semi-implicit",) if self.sliding else ("tsit5", "semi-implicit")
+        integrator = integrator or allowed[0]
+        if integrator not in allowed:
+            raise DataError(f"integrator must be one of {allowed} for {self.activation.expr}, got {integrator!r}")
         P, kx = len(xtr), np.asarray(_dot(jnp.asarray(xall), jnp.asarray(xall)))
         ev, U = np.linalg.eigh(kx)
         keep = ev > 1e-12 * ev[-1] * len(ev)  # numerical rank r ≤ min(D, P + Q)

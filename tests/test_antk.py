@@ -186,3 +186,5 @@ def test_bad_settings_are_rejected():
     for formula, integrator in (("relu(x)", "tsit5"), ("tanh(x)", "euler")):
         with pytest.raises(DataError, match="integrator"):
             WeightDecayMLP(formula, particles=10).solve(np.ones((2, 2)), np.ones(2), integrator=integrator)
+    with pytest.raises(DataError, match="integrator"):  # the DMFT has its own grid
+        WeightDecayMLP("tanh(x)", depth=2, particles=10).solve(np.ones((2, 2)), np.ones(2), integrator="tsit5")
