@@ -87,7 +87,8 @@ def main(cfg):
     tol = max(cfg["tol"], base["residual"])
     ours = run_isolated(__file__, "symntk", *sys.argv[1:], "--tol", tol)
     print(f"NumPy explicit Euler (dt = {base['dt']:.3g}): residual {base['residual']:.3g} first reached after "
-          f"{base['seconds']:.1f} s, {base['steps']} steps, t = {base['t_end']:.4g}; peak RSS {base['rss_gib']:.2f} GiB")
+          f"{base['seconds']:.1f} s, {base['steps']} steps, t = {base['t_end']:.4g}; "
+          f"peak RSS {base['rss_gib']:.2f} GiB")
     print(f"symntk (semi-implicit Euler, low-rank coordinates, jitted) to {tol:.3g}: {ours['seconds']:.1f} s "
           f"(+ {ours['compile_s']:.1f} s compile), t = {ours['t_end']:.4g}, residual {ours['residual']:.2g}, "
           f"{ours['result']}, peak RSS {ours['rss_gib']:.2f} GiB")

@@ -304,10 +304,14 @@ def _compiled(phi, dphi, P, max_steps, fixed_step, bounds, integrator):
             h = a @ BX.T
             return h, y - phi(h).T @ z / (M * gamma0)
 
+        def slopes_of(state, h):
+            """φ' on the training columns: φ'(h), or the slopes the sliding step carries in the state."""
+            return jnp.broadcast_to(dphi(h), h.shape) if bounds is None else state[2]
+
         def field(t, state, args):
             a, z = state[:2]
             h, delta = training(a, z)
-            slopes = dphi(h) if bounds is None else state[2]
+            slopes = slopes_of(state, h)
             return (gamma0 * (z[:, None] * slopes * delta) @ BX - lam * a, gamma0 * phi(h) @ delta - lam * z,
                     *([] if bounds is None else [jnp.zeros_like(slopes)]))
 
@@ -323,8 +327,7 @@ def _compiled(phi, dphi, P, max_steps, fixed_step, bounds, integrator):
         def rate(state):
             a, z = state[:2]
             h, delta = training(a, z)
-            slopes = jnp.broadcast_to(dphi(h), h.shape) if bounds is None else state[2]
-            return semi_implicit.rate(z, slopes, h, delta, BX, gamma0, dphi)
+            return semi_implicit.rate(z, slopes_of(state, h), h, delta, BX, gamma0, dphi)
 
         if fixed_step:
             controller = diffrax.ConstantStepSize()
@@ -351,7 +354,7 @@ def _compiled(phi, dphi, P, max_steps, fixed_step, bounds, integrator):
         final = tuple(v[-1] for v in final)
         times = jnp.where(ts <= sol.ts[1][-1], ts, jnp.inf)
         res = residual(final)
-        slopes = jnp.broadcast_to(dphi(final[0] @ BX.T), (M, P)) if bounds is None else final[2]
+        slopes = slopes_of(final, final[0] @ BX.T)
         return times, outputs, final[0] @ B.T, final[1], slopes, res, jnp.max(res) < tol, sol.ts[1][-1]
 
     return run

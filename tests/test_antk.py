@@ -83,7 +83,7 @@ def test_multi_point_fixed_point_of_smooth_activations(formula):
 def test_semi_implicit_integrator_reaches_the_fixed_point_of_tsit5(formula):
     """On a smooth φ the semi-implicit integrator (output modes implicit, first order, steps up to
     0.5/λ) stops at the fixed point Tsit5 reaches from the same initialisation: both at T4 residual
-    1e-5, their outputs agree within 10× that (each is O(residual) from the fixed point), and so do
+    1e-5, their outputs agree within 10× that (each is O(residual) from the fixed point), and so does
     the semi-implicit solution's kernel form of T3."""
     x, y = FOUR_POINTS, FOUR_LABELS
     m = WeightDecayMLP(formula, gamma0=1.0, lam=0.1, particles=2000)

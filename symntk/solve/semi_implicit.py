@@ -18,7 +18,8 @@ The output feedback is linearly implicit: Δ̂ is the training error after the s
 (≈ 2000 on 1000 digits), no longer bound the step.  What does is the explicit per-particle part,
 the coupling of a and z through Δ̂ and, for a curved φ, of a with itself through φ'' (:func:`rate`).
 
-For a smooth φ, s = φ'(h) (:func:`smooth_step`).  For a piecewise-linear one (:func:`step`): where a kink repels (v_μ(s_R − s_L) ≥ 0) s_μ = φ'(h_μ) (explicit).  Where it attracts, s_μ is implicit,
+For a smooth φ, s = φ'(h) (:func:`smooth_step`).  For a piecewise-linear one (:func:`step`): where a
+kink repels (v_μ(s_R − s_L) ≥ 0) s_μ = φ'(h_μ) (explicit).  Where it attracts, s_μ is implicit,
 s_μ ∈ ∂φ(h⁺_μ) (s_L below 0, s_R above, the whole interval at h⁺_μ = 0): those s minimise over the
 box between s_L and s_R the convex quadratic F with ∂F/∂s_μ = v_μ h⁺_μ (Hessian v_μK_μνv_ν), whose
 optimality conditions are exactly these.  Coordinate descent solves it, s_μ ← clip(s_μ − h⁺_μ/(K_μμ v_μ)),
@@ -45,8 +46,8 @@ def smooth_step(state, dt, BX, training, gamma0, lam, phi, dphi):
     a, z = state
     h, delta = training(a, z)
     s = jnp.broadcast_to(dphi(h), h.shape)  # a constant for linear φ
-    d, delta, v = _implicit_part(z, s, h, delta, dt, BX, gamma0, lam, phi)
-    return d * a + (v * s) @ BX, d * (z + dt * gamma0 * phi(h) @ delta)
+    d, v, z_new = _implicit_part(z, s, h, delta, dt, BX, gamma0, lam, phi)
+    return d * a + (v * s) @ BX, z_new
 
 
 def step(state, dt, BX, training, gamma0, lam, phi, bounds):
@@ -55,7 +56,7 @@ def step(state, dt, BX, training, gamma0, lam, phi, bounds):
     a, z, s = state
     lo, hi = bounds
     h, delta = training(a, z)
-    d, delta, v = _implicit_part(z, s, h, delta, dt, BX, gamma0, lam, phi)
+    d, v, z_new = _implicit_part(z, s, h, delta, dt, BX, gamma0, lam, phi)
     k_diag = jnp.sum(BX * BX, axis=1)
     attract = (v * (hi - lo) < 0) & (k_diag > 0)
     s = jnp.where(attract, s, jnp.where(h > 0, hi, lo))
@@ -70,21 +71,22 @@ def step(state, dt, BX, training, gamma0, lam, phi, bounds):
     u, s_t = (v * s) @ BX, s.T
     for _ in range(SWEEPS):  # point-major rows, so that each step of the scan reads contiguous memory
         u, s_t = lax.scan(coordinate, u, (s_t, h.T, v.T, attract.T, pivot.T, BX))
-    return d * a + u, d * (z + dt * gamma0 * phi(h) @ delta), s_t.T
+    return d * a + u, z_new, s_t.T
 
 
 def _implicit_part(z, s, h, delta, dt, BX, gamma0, lam, phi):
-    """(d, Δ̂, v): d = 1/(1 + λdt), c = d dt, v = c γ₀ z Δ̂, and Δ̂ from (I + cΘ)Δ̂ = Δ + cλ⟨z(φ(h) + s ⊙ h)⟩/γ₀
-    (above; Θ = ⟨φφᵀ⟩ + ⟨ggᵀ⟩ ⊙ B_X B_Xᵀ, g = zs) in the form Δ̂ = Δ − c(I + cΘ̃)⁻¹ḟ, ḟ = ΘΔ − λ⟨z(φ + s ⊙ h)⟩/γ₀
-    the output's velocity (float64 products) and Θ̃ = Θ formed in float32: 4× cheaper at P = 1000, and
-    where ḟ = 0, at the fixed point, Δ̂ = Δ exactly whatever Θ̃."""
+    """(d, v, z⁺): d = 1/(1 + λdt), c = d dt, v = c γ₀ z Δ̂, z⁺ = d(z + dt γ₀ φ(h)·Δ̂), and Δ̂ from
+    (I + cΘ)Δ̂ = Δ + cλ⟨z(φ(h) + s ⊙ h)⟩/γ₀ (above; Θ = ⟨φφᵀ⟩ + ⟨ggᵀ⟩ ⊙ B_X B_Xᵀ, g = zs) in the form
+    Δ̂ = Δ − c(I + cΘ̃)⁻¹ḟ, ḟ = ΘΔ − λ⟨z(φ + s ⊙ h)⟩/γ₀ the output's velocity (float64 products) and
+    Θ̃ = Θ formed in float32: 4× cheaper at P = 1000, and where ḟ = 0, at the fixed point, Δ̂ = Δ
+    exactly whatever Θ̃."""
     M, f, g, d = len(z), phi(h), z[:, None] * s, 1 / (1 + lam * dt)
     velocity = (f.T @ (f @ delta) + jnp.sum(g * (((g * delta) @ BX) @ BX.T), axis=0)
                 - lam * (f.T @ z + jnp.sum(g * h, axis=0)) / gamma0) / M
     f32, g32, b32 = (u.astype(jnp.float32) for u in (f, g, BX))
     ntk = ((f32.T @ f32 + (g32.T @ g32) * (b32 @ b32.T)) / M).astype(h.dtype)
     delta = delta - d * dt * solve(jnp.eye(len(delta)) + d * dt * ntk, velocity, assume_a="pos")
-    return d, delta, (d * dt * gamma0 * z)[:, None] * delta
+    return d, (d * dt * gamma0 * z)[:, None] * delta, d * (z + dt * gamma0 * f @ delta)
 
 
 def rate(z, s, h, delta, BX, gamma0, dphi):
