@@ -3,9 +3,10 @@
 Strategies, tried in order and recorded in ``method`` (theory/lazy.md L1–L5):
 
 * ``closed-form`` — φ and φ' are polynomial × exp(quadratic) (or δ's): direct Gaussian integrals;
-* ``price``       — Price's-theorem descent with exact boundary terms (see :mod:`.price`); where
-  such a formula of an analytic φ cancels at small variances, the generated code switches there
-  to the Mehler series (``small_variance``, see :mod:`.small_variance`);
+* ``price``       — Price's-theorem descent with exact boundary terms (see :mod:`.price`);
+  both closed forms are then condensed (:mod:`.condense`: one fraction per transcendental factor),
+  and where the result of an analytic φ still cancels at small variances, the generated code
+  switches there to the Mehler series (``small_variance``, see :mod:`.small_variance`);
 * ``hermite``     — Mehler series with a rigorous tail bound (see :mod:`.hermite`); where the
   bound exceeds 1e-10 relative (|ρ| → 1 with a steep or kinked φ), checked calls switch to
   nested graded quadrature with an error estimate (see :mod:`.quadrature`).
@@ -24,12 +25,13 @@ from .. import codegen
 from ..activation import Activation, activation as parse, x
 from ..errors import CovarianceError, DerivationError, DivergentIntegralError, PrecisionWarning
 from .hermite import DEFAULT_TERMS, MAX_TERMS
+from .condense import condense
 from .moments import c, q1, q2
 from .price import price_descent
 from .small_variance import N_TERMS, Q_MAX, Q_MIN, needs_branch
 from .terms import Unsupported, decompose, diff_terms
 
-ENGINE_VERSION = 5
+ENGINE_VERSION = 6
 RELATIVE_TOLERANCE = 1e-10
 _FINGERPRINT = codegen.engine_fingerprint()
 
@@ -241,6 +243,11 @@ def _closed_form(phi):
     V, k, steps, conds = price_descent(terms)
     Vd, kd, steps_d, conds_d = price_descent(diff_terms(terms))
     steps = [("V: " + t, e) for t, e in steps] + [("Vdot: " + t, e) for t, e in steps_d]
+    condensed = condense(V), condense(Vd)
+    if condensed != (V, Vd):
+        steps.append(("condensed (symntk.gaussian.condense)", r"\text{collected on the transcendental factors, each "
+                      r"coefficient one fraction; equal to 40 digits at probe covariances}"))
+    V, Vd = condensed
     return V, Vd, k, steps, conds + conds_d, "closed-form" if k == 0 and kd == 0 else "price"
 
 

@@ -1,9 +1,10 @@
 """Closed forms of an analytic φ at small variances: the Mehler series where the formula cancels.
 
-A Price-descent closed form is a sum of terms of order one (boundary terms, factors such as
-√(1 + 2q)); for an analytic φ at small variances their total is O(qᵖ) (x·erf(x): V ≈ (4/π)(q1 q2 + 2c²)),
-so rounding leaves an error ~1e-16/qᵖ relative: 6e-9 for x·erf(x) at q1 = q2 = 1e-4, 3e-12 at
-q1 = 1e-4, q2 = 1.  There the Mehler series of :mod:`.hermite`, V = Σ aₙ(q1)aₙ(q2)ρⁿ, converges
+A closed form can be a sum of terms of order one whose total, for an analytic φ at small variances,
+is O(qᵖ), so rounding leaves an error ~1e-16/qᵖ relative.  :mod:`.condense` removes most such
+cancellation symbolically (x·erf(x), as Price's descent writes it, lost 8 digits at q1 = q2 = 1e-4;
+condensed, none); what it leaves (sin, cos: cosh and sinh of small arguments) is found by
+:func:`needs_branch`.  There the Mehler series of :mod:`.hermite`, V = Σ aₙ(q1)aₙ(q2)ρⁿ, converges
 geometrically (aₙ(q) = O((Cq)^{n/2}) for an analytic φ), and its per-point coefficients, computed by
 that module's rule (:func:`hermite.smooth_features`), are accurate relative to the point's own scale
 E[φ²]^{1/2}, which is what the closed form loses.
@@ -37,7 +38,7 @@ from .moments import c, q1, q2
 Q_MIN, Q_MAX = 1e-3, 5e-2
 N_TERMS = 40  # aₙ(q) ≲ (2q)^{n/2}·(n-th derivative scale): 1e-20 relative at q = Q_MAX for the catalog; the bound decides
 SERIES_TOL = 1e-12  # the closed forms' own tolerance: the series is taken only where its bound guarantees it
-RULE_TOL = 1e-10  # a gross check: the closed form's own diagonal is off by 2e-12 (x·erf(x), q = 1e3)
+RULE_TOL = 1e-10  # a gross check of the rule against the closed form's diagonal
 PROBE_TOL = 1e-13
 PROBE_VARIANCES = ((1e-4, 1e-4), (1e-3, 1e-3), (1e-2, 1e-2), (1e-4, 1e-2), (1e-4, 1.0), (1e-4, 1e3))
 PROBE_RHOS = (-0.9, 0.3, 0.99)
