@@ -1,8 +1,10 @@
 """Generated code: deterministic, cached, finite at the boundary, float32-capable."""
 import jax
 import jax.numpy as jnp
+import mpmath as mp
 import numpy as np
 import pytest
+import sympy as sp
 
 import symntk as sn
 from symntk.catalog import CATALOG
@@ -139,7 +141,8 @@ def test_per_point_rule_with_extra_edges_gives_the_shared_tables_coefficients():
     from symntk.gaussian import hermite
     mod = sn.derive("tanh(x)").module()
     q = jnp.asarray([1e-3, 0.5, 3.0, 300.0])
-    for a, b in zip(hermite.features(mod.phi, mod.dphi, q), hermite.features(mod.phi, mod.dphi, q, kinks=(-0.7, 2.0))):
+    shared, per_point = (hermite.features(mod.phi, mod.dphi, q, mod.AT_ZERO, kinks=k) for k in ((), (-0.7, 2.0)))
+    for a, b in zip(shared, per_point):
         np.testing.assert_allclose(b, a, rtol=0, atol=5e-15)
 
 
@@ -180,3 +183,29 @@ def test_closed_form_q_derivatives_at_zero_variance_are_finite(formula, expected
     f = sn.derive(formula).jax(checked=False)
     got = [float(jax.grad(lambda q: f(q, 0.0, 1.0)[k])(0.0)) for k in (0, 1)]
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-15)
+
+
+SERIES_AT_ZERO = ["tanh", "sigmoid", "softplus", "silu", "elu", "selu", "mish", "sin", "cos"]
+
+
+@pytest.mark.parametrize("name", SERIES_AT_ZERO)
+def test_series_q_derivatives_at_zero_variance_follow_the_heat_equation(name):
+    """The Hermite strategy and the small-variance branch (sin, cos) at q1 = 0, c = 0, q2 = 0.7:
+    ∂V/∂q1 = ½E[φ''(u)φ(v)] = ½φ''(0)E[φ(v)] and ∂V̇/∂q1 = ½φ'''(0)E[φ'(v)] (heat equation,
+    u ≡ 0), with φ'', φ''' the means of their one-sided limits at a kink (ELU, SELU).  Reference:
+    those derivatives by SymPy and E[φ(v)], E[φ'(v)] by 30-digit mpmath quadrature split at 0.
+    Before, both were NaN (∞·0 from √q1's slope at 0).  Tolerance 1e-13 of the largest of |value|
+    and E[|φ|]-sized scale: the features' rule is accurate to ~2e-15 of √E[φ²]."""
+    from symntk.activation import x as xs
+    act = sn.activation(CATALOG[name])
+    f, q2 = sn.derive(act).jax(checked=False), 0.7
+    got = [float(jax.grad(lambda q: f(q, 0.0, q2)[k])(0.0)) for k in (0, 1)]
+    for k, (outer, inner) in enumerate(((2, 0), (3, 1))):
+        d = sp.diff(act.expr, xs, outer).replace(sp.DiracDelta, lambda *a: sp.S.Zero)
+        slope = (sp.limit(d, xs, 0, "+") + sp.limit(d, xs, 0, "-")) / 2
+        g = sp.lambdify(xs, sp.diff(act.expr, xs, inner).replace(sp.DiracDelta, lambda *a: sp.S.Zero), "mpmath")
+        with mp.workdps(30):
+            mean = mp.quad(lambda z: mp.npdf(z) * g(mp.sqrt(mp.mpf(q2)) * z), [-mp.inf, 0, mp.inf])
+            scale = mp.quad(lambda z: mp.npdf(z) * abs(g(mp.sqrt(mp.mpf(q2)) * z)), [-mp.inf, 0, mp.inf])
+        expected = float(slope / 2 * mean)
+        assert abs(got[k] - expected) <= 1e-13 * max(abs(expected), float(scale)), (k, got[k], expected)

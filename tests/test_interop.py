@@ -44,6 +44,22 @@ def test_gradient_matches_central_differences(formula, which, parameterization):
         assert np.max(np.abs(fd - G[:, :, j])) < 1e-8 * np.max(np.abs(K)), (j, k.hyperparameters[j].name)
 
 
+@pytest.mark.parametrize("formula", ["tanh(x)", "elu(x)", "selu(x)"])
+def test_a_zero_input_without_bias_has_finite_exact_gradients(formula):
+    """A zero input row with σ_b = 0 has q = 0 in every layer: the Hermite series (tanh, ELU, SELU)
+    differentiated √q at 0 there, and ∂K/∂log σ_w was NaN in that row (silently: scikit-learn's
+    optimiser took it).  Now finite and equal to the five-point
+    difference to 1e-8 of the kernel scale (as above)."""
+    x = X.copy()
+    x[0] = 0.0
+    k = kernel(formula, "ntk", "ntk", sigma_b=0.0)
+    K, G = k(x, eval_gradient=True)
+    h, theta = 1e-3, k.theta
+    at = lambda step: k.clone_with_theta(theta + step)(x)  # noqa: E731
+    fd = (at(-2 * h) - 8 * at(-h) + 8 * at(h) - at(2 * h)) / (12 * h)
+    assert np.all(np.isfinite(G)) and np.max(np.abs(fd - G[:, :, 0])) < 1e-8 * np.max(np.abs(K))
+
+
 @pytest.mark.parametrize("formula, which, parameterization", CASES)
 def test_kernel_is_the_mlp_kernel_symmetric_psd_with_consistent_diag(formula, which, parameterization):
     k = kernel(formula, which, parameterization)

@@ -31,7 +31,7 @@ from .price import price_descent
 from .small_variance import N_TERMS, Q_MAX, Q_MIN, needs_branch
 from .terms import Unsupported, decompose, diff_terms
 
-ENGINE_VERSION = 6
+ENGINE_VERSION = 7
 RELATIVE_TOLERANCE = 1e-10
 _FINGERPRINT = codegen.engine_fingerprint()
 
@@ -177,11 +177,13 @@ def _render(dual: DualActivation) -> str:
                  + "\n".join(codegen.print_block([("y", phi)])) + "\n    return y",
                  "def dphi(x):\n    \"\"\"Its derivative (Dirac masses dropped), elementwise.\"\"\"\n"
                  + "\n".join(codegen.print_block([("y", dual.activation.derivative)])) + "\n    return y"]
+    at_zero = ("AT_ZERO = (" + ", ".join(repr(v) for v in _taylor_at_zero(dual.activation)) + ")  # phi, phi', phi'', "
+               "phi''' at x = 0 (one-sided means at a kink): the series' data at q = 0")
     if dual.method == "hermite":
         imports = ["from symntk.gaussian import hermite, quadrature"]
-        fns = pointwise + [
+        fns = pointwise + [at_zero,
                f"def features(q):\n    \"\"\"Hermite coefficients of phi and phi' at variance q (Mehler series, N = {dual.n_terms}).\"\"\"\n"
-               f"    return hermite.features(phi, dphi, q, n_terms={dual.n_terms}"
+               f"    return hermite.features(phi, dphi, q, AT_ZERO, n_terms={dual.n_terms}"
                + (f", kinks={dual.kinks!r})" if dual.kinks else ")"),
                "def pair(f1, c, f2):\n    \"\"\"(V, Vdot) for broadcasting per-point features f1, f2 and covariance c.\"\"\"\n"
                "    V, Vdot, _, _ = hermite.pair(f1, c, f2)\n    return V, Vdot",
@@ -195,13 +197,13 @@ def _render(dual: DualActivation) -> str:
     elif dual.small_variance:
         dual_fn = ("@jax.jit  # compiled once: called eagerly, each lax.cond would compile again\n"
                    "def dual(q1, c, q2):\n    \"\"\"(V, Vdot) for broadcasting arrays q1, c, q2.\"\"\"\n"
-                   "    return pair(small_variance.features(phi, dphi, closed_diagonal, q1, q2), c,\n"
-                   "                small_variance.features(phi, dphi, closed_diagonal, q2, q1))")
+                   "    return pair(small_variance.features(phi, dphi, closed_diagonal, q1, AT_ZERO, q2), c,\n"
+                   "                small_variance.features(phi, dphi, closed_diagonal, q2, AT_ZERO, q1))")
         imports = ["import jax", "from symntk._numerics import arctan2, clip_cov, safe_sqrt, shaped",
                    "from symntk.gaussian import small_variance"]
-        fns = pointwise + _closed_fns(dual) + [
+        fns = pointwise + [at_zero] + _closed_fns(dual) + [
                "def features(q):\n    \"\"\"Per-point data: the variance, and where some variance is small the Mehler-series data.\"\"\"\n"
-               "    return small_variance.features(phi, dphi, closed_diagonal, q)",
+               "    return small_variance.features(phi, dphi, closed_diagonal, q, AT_ZERO)",
                "def pair(f1, c, f2):\n    \"\"\"(V, Vdot) for broadcasting per-point features f1, f2 and covariance c: the closed form,\n"
                "    and the Mehler series at small variances, where the closed form cancels.\"\"\"\n"
                "    return small_variance.blend(f1, c, f2, closed)",
@@ -217,6 +219,18 @@ def _render(dual: DualActivation) -> str:
                "def diagonal(f):\n    \"\"\"(V, Vdot) at q1 = q2 = c.\"\"\"\n    return closed_diagonal(f[0])",
                dual_fn]
     return codegen.render_module(doc, imports, fns)
+
+
+def _taylor_at_zero(act):
+    """(φ(0), φ'(0), φ''(0), φ'''(0)) as floats, each the mean of its one-sided limits at 0, Dirac
+    masses dropped: the data of the series' features at q = 0 (:func:`hermite._at_zero`)."""
+    side = sp.Rational(1, 10**30)  # sp.limit would be exact but hangs on nested Heavisides (relu6)
+    out = []
+    for k in range(4):
+        d = sp.diff(act.expr, x, k).replace(sp.DiracDelta, lambda *args: sp.S.Zero)
+        mean = float(((d.xreplace({x: side}) + d.xreplace({x: -side})) / 2).evalf(30))
+        out.append(mean if abs(mean) > 1e-20 else 0.0)  # off the limit by O(1e-30)·|φ^(k+1)|: below 1e-20 it is 0
+    return out
 
 
 def _closed_fns(dual):

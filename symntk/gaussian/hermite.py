@@ -109,34 +109,50 @@ def hermite_coefficients(phi, q, n_terms, kinks=()):
     return _moments(phi, jnp.asarray(q), n_terms, kinks)[:2]
 
 
-def features(phi, dphi, q, n_terms=DEFAULT_TERMS, kinks=()):
+def features(phi, dphi, q, at_zero, n_terms=DEFAULT_TERMS, kinks=()):
     """Per-point data of the series: (q, aₙ, bₙ, T_V, T_V̇, E[φ²], E[φ'²]) for an array q of variances
-    (``kinks``: where φ has kinks or jumps away from x = 0)."""
+    (``kinks``: where φ has kinks or jumps away from x = 0; ``at_zero``: see :func:`_at_zero`)."""
     q = jnp.asarray(q)
-    a, m, (z, wz) = _moments(phi, q, n_terms + 1, kinks)
-    d = jnp.sum(dphi(jnp.sqrt(q)[..., None] * z) ** 2 * wz, -1)
-    k = jnp.arange(1, n_terms + 1, dtype=q.dtype)
-    # Stein's bₙ = √((n+1)/q)·aₙ₊₁ tends to (φ'(0), 0, 0, …) as q → 0 (aₙ₊₁ = O(q^{(n+1)/2}))
-    pos = q[..., None] > 0
-    at_zero = jnp.zeros(q.shape + (n_terms,), q.dtype).at[..., 0].set(dphi(jnp.zeros_like(q)))
-    b = jnp.where(pos, a[..., 1:] * jnp.sqrt(k / jnp.where(pos, q[..., None], 1)), at_zero)
+    positive = jnp.where(q > 0, q, 1)
+    a, m, (z, wz) = _moments(phi, positive, n_terms + 1, kinks)
+    d = jnp.sum(dphi(jnp.sqrt(positive)[..., None] * z) ** 2 * wz, -1)
+    b = a[..., 1:] * jnp.sqrt(jnp.arange(1, n_terms + 1, dtype=q.dtype) / positive[..., None])  # Stein
     a = a[..., :n_terms]
     tail = lambda mom, coef: jnp.maximum(mom - jnp.sum(coef**2, axis=-1), 0)  # noqa: E731
-    return q, a, b, tail(m, a), tail(d, b), m, d
+    return _at_zero(q, (q, a, b, tail(m, a), tail(d, b), m, d), at_zero)
 
 
-def smooth_features(phi, dphi, q, n_terms):
+def smooth_features(phi, dphi, q, n_terms, at_zero):
     """:func:`features` for an analytic φ, accurate relative to each point's own scale at any small q:
     bₙ = E[φ'(√q z) hₙ(z)] directly (Stein's √((n+1)/q)·aₙ₊₁ divides the rule's error by √q), and
     the tails by Parseval as the quadrature of the squared residual, T = E[(φ − Σ_{n<N} aₙhₙ)²]
     (the difference E[φ²] − Σ aₙ² cannot resolve a tail below ~1e-16·E[φ²])."""
     z, wz = _rule(q, ())
-    x = safe_sqrt(q)[..., None] * z
+    x = jnp.sqrt(jnp.where(q > 0, q, 1))[..., None] * z
     f, g = phi(x), dphi(x)
     table, basis = jnp.asarray(_table(n_terms), q.dtype), jnp.asarray(_basis(n_terms), q.dtype)
     a, b = f @ table, g @ table
     tail = lambda v, coef: jnp.sum(wz * (v - coef @ basis.T) ** 2, -1)  # noqa: E731
-    return q, a, b, tail(f, a), tail(g, b), jnp.sum(f * f * wz, -1), jnp.sum(g * g * wz, -1)
+    series = (q, a, b, tail(f, a), tail(g, b), jnp.sum(f * f * wz, -1), jnp.sum(g * g * wz, -1))
+    return _at_zero(q, series, at_zero)
+
+
+def _at_zero(q, series, at_zero):
+    """The features ``series`` where q > 0 (computed at q = 1 elsewhere, so that no √q is differentiated
+    at 0), and at q = 0 their first-order Taylor expansion from ``at_zero`` = (φ(0), φ'(0), φ''(0),
+    φ'''(0)) (one-sided means at a kink, Dirac masses dropped): a₀ = φ(0) + qφ''(0)/2, b₀ = φ'(0) +
+    qφ'''(0)/2, E[φ²] = φ(0)² + q(φ'(0)² + φ(0)φ''(0)), E[φ'²] likewise, aₙ = bₙ = 0 for n ≥ 1, tails 0
+    (heat equation ∂_q E[f(√q z)] = ½E[f''(√q z)]).  The values at q = 0 are exact, and so are
+    ∂V/∂q1 = ½E[φ''(u)φ(v)] and ∂V̇/∂q1 = ½E[φ'''(u)φ'(v)] there (u ≡ 0, c = 0: only n = 0 is left);
+    where φ' jumps at 0 (SELU) the true slope is infinite and this is the finite one-sided mean, which
+    a zero input (dq = 0) multiplies by 0."""
+    f0, f1, f2, f3 = at_zero
+    n_terms = series[1].shape[-1]
+    first = lambda value: jnp.zeros(q.shape + (n_terms,), q.dtype).at[..., 0].set(value)  # noqa: E731
+    taylor = (q, first(f0 + q * f2 / 2), first(f1 + q * f3 / 2), jnp.zeros_like(q), jnp.zeros_like(q),
+              f0**2 + q * (f1**2 + f0 * f2), f1**2 + q * (f2**2 + f1 * f3))
+    pick = lambda s, t: jnp.where((q > 0).reshape(q.shape + (1,) * (s.ndim - q.ndim)), s, t)  # noqa: E731
+    return tuple(pick(s, t) for s, t in zip(series, taylor))
 
 
 def _horner(A1, A2, rho):
@@ -172,7 +188,7 @@ def _correlation(q1, c, q2):
     """(c clipped, ρ = c/√(q1 q2), and the mask of coincident points: ρ = 1 and q1 = q2 up to
     16 ulp, where u = v and V, V̇ are the exact moments E[φ²], E[φ'²], which the series reaches
     only slowly — the diagonal of a kernel, and also any two identical inputs)."""
-    s12, c = jnp.sqrt(q1 * q2), clip_cov(q1, c, q2)
+    s12, c = safe_sqrt(q1 * q2), clip_cov(q1, c, q2)  # no ∞ slope at q1 q2 = 0
     rho = jnp.where(s12 > 0, c / jnp.where(s12 > 0, s12, 1), 0)
     tol = 16 * jnp.finfo(rho.dtype).eps
     return c, rho, (rho >= 1 - tol) & (jnp.abs(q1 - q2) <= tol * jnp.maximum(q1, q2))

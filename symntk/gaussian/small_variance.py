@@ -44,7 +44,7 @@ PROBE_VARIANCES = ((1e-4, 1e-4), (1e-3, 1e-3), (1e-2, 1e-2), (1e-4, 1e-2), (1e-4
 PROBE_RHOS = (-0.9, 0.3, 0.99)
 
 
-def features(phi, dphi, closed_diagonal, q, partner=None):
+def features(phi, dphi, closed_diagonal, q, at_zero, partner=None):
     """(q, aₙ, bₙ, T_V, T_V̇, E[φ²], E[φ'²]) of :func:`hermite.smooth_features` where some q ≤ Q_MAX
     (or some variance of the ``partner`` array, the other side of a pair, is ≤ Q_MIN), else q and
     placeholders whose infinite tails keep :func:`blend` on the closed form.  Above Q_MAX a point's
@@ -54,7 +54,7 @@ def features(phi, dphi, closed_diagonal, q, partner=None):
     need = jnp.any(q <= Q_MAX) if partner is None else jnp.any(q <= Q_MAX) | jnp.any(jnp.asarray(partner) <= Q_MIN)
 
     def computed():
-        f = hermite.smooth_features(phi, dphi, q, N_TERMS)
+        f = hermite.smooth_features(phi, dphi, q, N_TERMS, at_zero)
         close = lambda rule, exact: jnp.abs(rule - exact) <= RULE_TOL * jnp.abs(exact)  # noqa: E731
         V, Vdot = closed_diagonal(q)
         valid = (q <= Q_MAX) | (close(f[5], V) & close(f[6], Vdot))
