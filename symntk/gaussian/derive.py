@@ -24,8 +24,8 @@ import sympy as sp
 from .. import codegen
 from ..activation import Activation, activation as parse, x
 from ..errors import CovarianceError, DerivationError, DivergentIntegralError, PrecisionWarning
-from .hermite import DEFAULT_TERMS, MAX_TERMS
 from .condense import condense
+from .hermite import DEFAULT_TERMS, MAX_TERMS
 from .moments import c, q1, q2
 from .price import price_descent
 from .small_variance import N_TERMS, Q_MAX, Q_MIN, needs_branch
@@ -177,8 +177,9 @@ def _render(dual: DualActivation) -> str:
                  + "\n".join(codegen.print_block([("y", phi)])) + "\n    return y",
                  "def dphi(x):\n    \"\"\"Its derivative (Dirac masses dropped), elementwise.\"\"\"\n"
                  + "\n".join(codegen.print_block([("y", dual.activation.derivative)])) + "\n    return y"]
-    at_zero = ("AT_ZERO = (" + ", ".join(repr(v) for v in _taylor_at_zero(dual.activation)) + ")  # phi, phi', phi'', "
-               "phi''' at x = 0 (one-sided means at a kink): the series' data at q = 0")
+    if dual.method == "hermite" or dual.small_variance:
+        at_zero = ("AT_ZERO = (" + ", ".join(repr(v) for v in _taylor_at_zero(dual.activation)) + ")  # phi, phi', "
+                   "phi'', phi''' at x = 0 (one-sided means at a kink): the series' data at q = 0")
     if dual.method == "hermite":
         imports = ["from symntk.gaussian import hermite, quadrature"]
         fns = pointwise + [at_zero,
