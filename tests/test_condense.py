@@ -1,9 +1,13 @@
 """symntk.gaussian.condense: a closed form collected on its transcendental factors, each coefficient
 one fraction — kept only where it is shorter and equal to the descent's result at probe covariances.
 Its float64 accuracy is checked in test_dual_vs_reference.py (test_closed_forms_keep_1e12_in_float64)."""
+import pickle
+
+import pytest
 import sympy as sp
 
 import symntk as sn
+from symntk.catalog import CATALOG
 from symntk.gaussian import condense as condense_module
 from symntk.gaussian.condense import condense
 from symntk.gaussian.moments import c, q1, q2
@@ -33,6 +37,16 @@ def test_a_wrong_or_longer_result_is_refused(monkeypatch):
     assert condense(raw) == raw
     monkeypatch.setattr(condense_module, "_condensed", lambda e: e + sp.sin(q1) ** 2 + sp.cos(q1) ** 2 - 1)
     assert condense(raw) == raw
+
+
+@pytest.mark.parametrize("name", [n for n, f in CATALOG.items() if sn.derive(f).method != "hermite"])
+def test_condensed_forms_survive_a_pickle_round_trip(name):
+    """derive() caches by pickling; an unevaluated node (9*(2c² + q1q2), which evaluates to
+    18c² + 9q1q2) would make the cached result print differently from a fresh one (derivations/,
+    generated code): the condensed V and V̇ must be identical, node for node, after a round trip."""
+    d = sn.derive(CATALOG[name], cache=False)
+    for e in (d.nngp_expr, d.ntk_expr):
+        assert sp.srepr(pickle.loads(pickle.dumps(e))) == sp.srepr(e)
 
 
 def test_symbolic_parameters_are_left_alone():

@@ -87,7 +87,9 @@ def _condensed(expr):
             rational = sp.cancel(rational.subs(c**2, eliminate[c]))
         num, den = sp.fraction(rational)
         out += sp.factor_terms(sp.expand(num.subs(back)) / sp.factor(den.subs(back))) * monomial
-    return out.xreplace({v: k for k, v in factors.items()})
+    # every node rebuilt with evaluation, as unpickling does (factor_terms leaves 9*(2c² + q1q2) unevaluated,
+    # which a pickle round trip through derive's cache turns into 18c² + 9q1q2: docs and code would differ)
+    return sp.bottom_up(out.xreplace({v: k for k, v in factors.items()}), lambda e: e.func(*e.args))
 
 
 def _agree(a, b):
