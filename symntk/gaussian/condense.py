@@ -51,11 +51,11 @@ def condense(expr: sp.Expr) -> sp.Expr:
 
 def _condensed(expr):
     """Σ_k R_k T_k (module docstring), or None where a radical's radicand holds a transcendental factor."""
-    functions = sorted((f for f in expr.atoms(sp.Function)), key=sp.default_sort_key)
+    functions = sorted(expr.atoms(sp.Function), key=sp.default_sort_key)
     outer = [f for f in functions if not any(g != f and g.has(f) for g in functions)]
     factors = {f: sp.Dummy(f"T{i}") for i, f in enumerate(outer)}
     e = expr.xreplace(factors)
-    roots, variance_of, quadratic = {}, {}, {}  # radicand f → its symbol r; q → q(r); r → f (c² eliminated)
+    roots, variance_of, quadratic = {}, {}, {}  # radicand f → its symbol r; q → q(r); r → f, f not linear in a q
     replace = {}
     for p in sorted((p for p in e.atoms(sp.Pow) if p.exp.is_Rational and p.exp.q == 2), key=sp.default_sort_key):
         if p.base.has(*factors.values()):
@@ -75,16 +75,16 @@ def _condensed(expr):
         replace[p] = value
     e = e.xreplace(replace).subs(variance_of, simultaneous=True)
     back = {r: sp.sqrt(f) for f, r in roots.items()}
-    eliminate = {}
+    c_squared = None  # c² in terms of the first radical r with r² = α + βc²
     for r, f in quadratic.items():
         poly = sp.Poly(sp.expand(f.subs(variance_of, simultaneous=True)), c)
-        if poly.degree() == 2 and poly.coeff_monomial(c) == 0 and c not in eliminate:
-            eliminate[c] = (r**2 - poly.coeff_monomial(1)) / poly.coeff_monomial(c**2)  # c² in terms of r
+        if c_squared is None and poly.degree() == 2 and poly.coeff_monomial(c) == 0:
+            c_squared = (r**2 - poly.coeff_monomial(1)) / poly.coeff_monomial(c**2)
     out = 0
     for monomial, coefficient in sp.collect(sp.expand(e), list(factors.values()), evaluate=False).items():
         rational = sp.cancel(sp.together(coefficient))
-        if eliminate:
-            rational = sp.cancel(rational.subs(c**2, eliminate[c]))
+        if c_squared is not None:
+            rational = sp.cancel(rational.subs(c**2, c_squared))
         num, den = sp.fraction(rational)
         out += sp.factor_terms(sp.expand(num.subs(back)) / sp.factor(den.subs(back))) * monomial
     # every node rebuilt with evaluation, as unpickling does (factor_terms leaves 9*(2c² + q1q2) unevaluated,
