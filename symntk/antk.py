@@ -306,7 +306,7 @@ def _compiled(phi, dphi, P, max_steps, fixed_step, bounds, integrator):
 
         def slopes_of(state, h):
             """φ' on the training columns: φ'(h), or the slopes the sliding step carries in the state."""
-            return jnp.broadcast_to(dphi(h), h.shape) if bounds is None else state[2]
+            return semi_implicit.slope(dphi, h) if bounds is None else state[2]
 
         def field(t, state, args):
             a, z = state[:2]
@@ -343,7 +343,7 @@ def _compiled(phi, dphi, P, max_steps, fixed_step, bounds, integrator):
             state0 = (a0, z0)
         else:
             solver = semi_implicit.SemiImplicitEuler(partial(semi_implicit.step, bounds=bounds, **common))
-            state0 = (a0, z0, jnp.broadcast_to(dphi(a0 @ BX.T), (M, P)))
+            state0 = (a0, z0, semi_implicit.slope(dphi, a0 @ BX.T))
         ts = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, 1.0, 79) * t_max])
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=output), diffrax.SubSaveAt(t1=True)])
         sol = diffrax.diffeqsolve(

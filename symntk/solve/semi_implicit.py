@@ -40,12 +40,17 @@ from jax.scipy.linalg import solve
 SWEEPS = 1  # coordinate-descent sweeps per step; warm starts converge them over the steps near a fixed point
 
 
+def slope(dphi, h):
+    """φ'(h) as an array of h's shape and dtype (the generated φ' of a linear φ is a constant)."""
+    return jnp.broadcast_to(jnp.asarray(dphi(h), h.dtype), h.shape)
+
+
 def smooth_step(state, dt, BX, training, gamma0, lam, phi, dphi):
     """One step (a, z) → (a⁺, z⁺) of the scheme above for a smooth φ; ``training(a, z)`` = (h, Δ) on
     the training points."""
     a, z = state
     h, delta = training(a, z)
-    s = jnp.broadcast_to(dphi(h), h.shape)  # a constant for linear φ
+    s = slope(dphi, h)
     d, v, z_new = _implicit_part(z, s, h, delta, dt, BX, gamma0, lam, phi)
     return d * a + (v * s) @ BX, z_new
 
@@ -93,8 +98,7 @@ def rate(z, s, h, delta, BX, gamma0, dphi):
     """The fastest explicit per-particle rate of the scheme: γ₀ max_i [|(s_i ⊙ Δ)B_X| (a ↔ z through Δ)
     + |z_i| Σ_μ |φ''(h_iμ)Δ_μ| Kˣ_μμ (a ↔ a through φ'', a bound on |z_i B_Xᵀ diag(φ''Δ) B_X|)];
     ≤ λ at a fixed point of a piecewise-linear φ, where a growing unit would not be stationary."""
-    slope = lambda u: jnp.broadcast_to(jnp.asarray(dphi(u), u.dtype), u.shape)  # noqa: E731 (φ' may be a constant)
-    curvature = jax.jvp(slope, (h,), (jnp.ones_like(h),))[1]
+    curvature = jax.jvp(lambda u: slope(dphi, u), (h,), (jnp.ones_like(h),))[1]
     k_diag = jnp.sum(BX * BX, axis=1)
     return gamma0 * jnp.max(jnp.linalg.norm((s * delta) @ BX, axis=1)
                             + jnp.abs(z) * (jnp.abs(curvature * delta) @ k_diag))
