@@ -1,12 +1,15 @@
-"""NDK predictor N8: symntk's jitted Volterra solver against a straightforward per-time-pair loop.
+"""NDK predictor N8: symntk's Volterra solver against a straightforward per-time-pair loop.
 
-Issue setting: P = 500 training and 200 test points (d = 64), depth 3, erf and tanh (Hermite).
-The cost of both is (number of time pairs) × (per-pair kernel work): symntk is timed on a grid
-of 60 points for erf and 24 for tanh (the issue's 300 points take ~20 min for erf on 2 CPU cores), the
-baseline — a Python loop over time pairs evaluating the same generated equations eagerly with
-NumPy arrays, then the same trapezoid solve — on its first 12 grid rows; both are reported per
-time pair and extrapolated to 300 points (n(n+1)/2 pairs).  Each case runs in its own process
-(peak RSS).  Usage: python benchmarks/bench_ndk.py [--scale 1.0] (multiplies the time points timed)
+Issue setting: P = 500 training and 200 test points (d = 64), depth 3, 300 time points, erf and
+tanh (Hermite).  symntk runs the whole problem: ``predict`` interpolates K_d in time (a few hundred
+to a thousand kernel evaluations instead of the 45 150 time pairs, to 1e-10 of max|K_d|) and solves
+the trapezoid scheme on the low-rank form.  The baseline — a Python loop over time pairs evaluating
+the same generated equations eagerly with NumPy arrays, then the same trapezoid solve — runs its
+first 12 grid rows and is extrapolated to the 45 150 pairs at its measured cost per pair.  Each case
+runs in its own process (peak RSS).  A third case checks the interpolated mean against the every-pair
+solve (``kernel_tol=None``) with P = 100, 50 test points and 120 time points (7 260 pairs), where the
+every-pair solve takes under a minute on 2 cores.
+Usage: python benchmarks/bench_ndk.py [--times 300]
 """
 import sys
 import time
@@ -18,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _isolated import report, run_isolated  # noqa: E402
 
 P, P_TEST, D, DEPTH = 500, 200, 64, 3
-ACTS = {"erf(x)": 60, "tanh(x)": 24}  # activation: time points timed (the Hermite pair costs ~10× erf's)
+ACTS = ["erf(x)", "tanh(x)"]
 
 
 def data():
@@ -39,7 +42,7 @@ def symntk_case(act, n_times):
     t0 = time.perf_counter()
     sol = net.predict(x[:P], y, x[P:], n_times=n_times, covariance=False)
     seconds = time.perf_counter() - t0
-    report(seconds=seconds, pairs=n_times * (n_times + 1) // 2, n_times=len(sol.grid))
+    report(seconds=seconds, n_times=len(sol.grid), kernel_error=sol.kernel_error)
 
 
 def baseline_case(act, rows):
@@ -49,7 +52,7 @@ def baseline_case(act, rows):
     x, y = data()
     net = model(act)
     mod = net.dual.module()
-    grid = net.time_grid(x[:P], n_times=60)[:rows + 1]
+    grid = net.time_grid(x[:P], n_times=300)[:rows + 1]
     w = np.diff(grid)
     K0 = x @ x[:P].T / D
     sq = np.sum(x * x, axis=1) / D
@@ -82,24 +85,34 @@ def baseline_case(act, rows):
     report(seconds=time.perf_counter() - t0, pairs=pairs)
 
 
-def main(scale):
+def check_case(act, n_times):
+    """The interpolated mean against the every-pair solve (kernel_tol=None) on a grid small enough for both."""
+    x, y = data()
+    net = model(act)
+    fast, slow = (net.predict(x[:100], y[:100], x[P:P + 50], n_times=n_times, covariance=False, kernel_tol=tol)
+                  for tol in (1e-10, None))
+    report(difference=float(np.max(np.abs(fast.mean - slow.mean)) / np.max(np.abs(slow.mean))))
+
+
+def main(n_times):
     import platform
-    print(f"# bench_ndk: P = {P}, P_test = {P_TEST}, d = {D}, depth {DEPTH}; {platform.processor() or platform.machine()}, "
-          f"{time.strftime('%Y-%m-%d')}")
-    full = 300 * 301 // 2
-    print(f"{'activation':<10} {'symntk s':>9} {'pairs':>6} {'ms/pair':>8} {'loop ms/pair':>12} {'ratio':>6} "
-          f"{'symntk 300 pts (extrap.) s':>27} {'RSS GiB':>8}")
-    for act, n_times in ACTS.items():
-        s = run_isolated(__file__, "symntk", act, max(4, int(scale * n_times)))
+    print(f"# bench_ndk: P = {P}, P_test = {P_TEST}, d = {D}, depth {DEPTH}, {n_times} time points; "
+          f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}")
+    pairs = n_times * (n_times + 1) // 2
+    print(f"{'activation':<10} {'symntk s':>9} {'kernel err':>10} {'loop ms/pair':>12} {'loop s (extrap.)':>16} "
+          f"{'ratio':>7} {'RSS GiB':>8} {'vs every pair':>14}")
+    for act in ACTS:
+        s = run_isolated(__file__, "symntk", act, n_times)
         b = run_isolated(__file__, "baseline", act, 12)
-        ms, base = 1e3 * s["seconds"] / s["pairs"], 1e3 * b["seconds"] / b["pairs"]
-        print(f"{act:<10} {s['seconds']:>9.1f} {s['pairs']:>6} {ms:>8.2f} {base:>12.1f} {base / ms:>6.1f} "
-              f"{ms * full / 1e3:>27.0f} {s['rss_gib']:>8.2f}")
+        c = run_isolated(__file__, "check", act, 120)
+        loop = b["seconds"] / b["pairs"] * pairs
+        print(f"{act:<10} {s['seconds']:>9.1f} {s['kernel_error']:>10.1e} {1e3 * b['seconds'] / b['pairs']:>12.1f} "
+              f"{loop:>16.0f} {loop / s['seconds']:>7.0f} {s['rss_gib']:>8.2f} {c['difference']:>14.1e}")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--case"]:
         kind, act, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
-        symntk_case(act, n) if kind == "symntk" else baseline_case(act, n)
+        {"symntk": symntk_case, "baseline": baseline_case, "check": check_case}[kind](act, n)
     else:
-        main(float(sys.argv[sys.argv.index("--scale") + 1]) if "--scale" in sys.argv else 1.0)
+        main(int(sys.argv[sys.argv.index("--times") + 1]) if "--times" in sys.argv else 300)

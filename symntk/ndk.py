@@ -11,8 +11,10 @@ C = Σ^{L+1} (N5) and Θ^{L+1} = G^L (N6), so K_d = e^{−k|t−t'|} Θ^{L+1} (N
 normalisation checks.  Every time pair runs the jitted passes ``kernels._diagonal_pass`` and
 ``kernels._tile_pass`` of the generated dual activation, vmapped over time.
 
-The mean predictor N8 is solved by :func:`symntk.solve.volterra.mean`, its covariance N9 by
-:func:`symntk.solve.volterra.covariance`, on the two-scale grid of :func:`time_grid`.
+The mean predictor N8 is solved on the two-scale grid of :func:`time_grid`: by
+:func:`symntk.solve.volterra.mean_low_rank` with K_d interpolated in (e^{−k(t−s)}, e^{−ks})
+(``LangevinMLP._interpolant``), or by :func:`symntk.solve.volterra.mean` at every time pair; its
+covariance N9 by :func:`symntk.solve.volterra.covariance`.
 """
 from __future__ import annotations
 
@@ -26,12 +28,20 @@ import numpy as np
 from .errors import DataError
 from .gaussian import derive
 from .kernels import _check_x, _diagonal_pass, _dot, _tile_pass, can_lengthen, lengthened, series_bound, warn_truncation
-from .solve import volterra
+from .solve import chebyshev, volterra
 
 #: largest (time points) × (train + test points) for which ``predict`` forms the covariance N9 by default
 COVARIANCE_SIZE = 3000
 #: kernel entries per batch of time pairs in ``LangevinMLP.kernels`` (bounds its memory)
 PAIR_ENTRIES = 2**21
+#: default tolerance of the interpolated K_d in ``predict``, relative to max|K_d|
+KERNEL_TOL = 1e-10
+#: most bytes of the interpolated K_d's modes in ``predict`` (beyond, it evaluates every time pair)
+INTERPOLATION_BYTES = 2**31
+#: k·t beyond which K_d is not interpolated further (constant to e^{−30} of its scale)
+SLOW_DECADES = 30.0
+#: cost of one interpolation node in time pairs of the every-pair solve (host round trips; measured 2–4)
+NODE_COST = 4
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,8 @@ class NDKSolution:
 
     ``mean``: (n_t, P + P_test), training points first; ``covariance``: (n_t, P + P_test, P + P_test)
     equal-time covariance, or None when it was not formed; ``grid``: the solver's time grid
-    (``times`` is a subset of it); ``phases``: :class:`Phases`.
+    (``times`` is a subset of it); ``phases``: :class:`Phases`; ``kernel_error``: the measured largest error of
+    the interpolated K_d relative to max|K_d| (0 when K_d was evaluated at every time pair).
     """
 
     times: np.ndarray
@@ -62,6 +73,7 @@ class NDKSolution:
     phases: Phases
     grid: np.ndarray
     n_train: int
+    kernel_error: float = 0.0
 
     @property
     def variance(self) -> np.ndarray:
@@ -134,8 +146,13 @@ class LangevinMLP:
         x2 = x1 if x2 is None else jnp.asarray(_check_x("x2", x2))
         if x2.shape[1] != x1.shape[1]:
             raise DataError(f"x1 has {x1.shape[1]} features but x2 has {x2.shape[1]}")
+        return self._kernels(t, s, x1, x2, x1.shape[0] if x2 is x1 else 0)
+
+    def _kernels(self, t, s, x1, x2, same):
+        """``kernels`` on checked inputs, where x2 = x1[:same] (entries with t = s and x = x' from the diagonal)."""
         nodes, index = np.unique(np.concatenate([t.ravel(), s.ravel()]), return_inverse=True)
-        nodes, index = jnp.asarray(nodes), index.reshape(2, -1)
+        padded = np.resize(nodes, 1 << (len(nodes) - 1).bit_length())  # a power-of-two count: few compilations
+        nodes, index = jnp.asarray(padded), index.reshape(2, -1)
         batch = max(1, min(t.size, PAIR_ENTRIES // (x1.shape[0] * x2.shape[0])))
 
         def evaluate():
@@ -148,11 +165,10 @@ class LangevinMLP:
         if self._lengthened(np.max(bound)):
             diag, C, Kd, bound = evaluate()
         warn_truncation(self.dual, np.max(bound), "LangevinMLP")
-        if x2 is x1:
-            same = np.flatnonzero(t.ravel() == s.ravel())
-            i = np.arange(x1.shape[0])
+        if same:
+            equal, i = np.flatnonzero(t.ravel() == s.ravel()), np.arange(same)
             for out, d in zip((C, Kd), diag):
-                out[same[:, None], i, i] = np.asarray(d)[index[0, same]]
+                out[equal[:, None], i, i] = np.asarray(d)[index[0, equal]][:, :same]
         shape = t.shape + (x1.shape[0], x2.shape[0])
         return C.reshape(shape), Kd.reshape(shape)
 
@@ -186,14 +202,21 @@ class LangevinMLP:
                 raise DataError("at T = 0 with a singular NTK the dynamics never settle: pass t_max or times")
         return two_scale_grid(0.05 * ph.gradient, 0.1 * ph.diffusive, float(t_max), n_times)
 
-    def predict(self, x_train, y_train, x_test=None, times=None, n_times=None, covariance=None) -> NDKSolution:
+    def predict(self, x_train, y_train, x_test=None, times=None, n_times=None, covariance=None,
+                kernel_tol=KERNEL_TOL) -> NDKSolution:
         """Mean N8 and covariance N9 of f on the training points (first) and ``x_test``.
 
         ``times``: where to report (any non-negative times; the solver adds the points of its
         own two-scale grid below max(times), so both phases are resolved whatever is asked);
         default: the whole grid of :meth:`time_grid` with ``n_times`` points.  ``covariance``:
         form N9 (cost O((n_t·P_all)³)); default when n_t·(P + P_test) ≤ ``COVARIANCE_SIZE``.
+        ``kernel_tol``: the mean uses K_d interpolated in time to this tolerance relative to
+        max|K_d| (:meth:`_interpolant`) whenever that takes fewer than n_t(n_t + 1)/(2·``NODE_COST``)
+        kernel evaluations (the every-pair solve evaluates all n_t(n_t + 1)/2 time pairs; hundreds
+        against 45 150 at n_t = 300); the achieved error is ``kernel_error``.  None evaluates every pair.
         """
+        if kernel_tol is not None and not 0 < kernel_tol < 1:
+            raise DataError(f"kernel_tol must be in (0, 1), or None for every time pair, got {kernel_tol}")
         x_train = _check_x("x_train", x_train)
         y = np.asarray(y_train, dtype=float)
         if y.shape != (x_train.shape[0],) or not np.all(np.isfinite(y)):
@@ -220,7 +243,24 @@ class LangevinMLP:
         elif covariance and size > COVARIANCE_SIZE * 4:
             raise DataError(f"the covariance N9 needs ~{2 * 8 * size**2 / 2**30:.1f} GiB and O({size}³) work "
                             f"({len(grid)} times × {len(x_all)} points); use fewer, or covariance=False")
-        dot = _dot(jnp.asarray(x_all), jnp.asarray(x_train))
+        budget = len(grid) * (len(grid) + 1) // (2 * NODE_COST)
+        fitted = None
+        if kernel_tol is not None and budget >= chebyshev.START**2:
+            fitted = self._interpolant(x_all, len(y), grid[-1], kernel_tol, budget)
+        if fitted is None:
+            mean, kernel_error = self._mean_exact(grid, x_all, y), 0.0
+        else:
+            mean, kernel_error = self._mean_interpolated(grid, fitted, len(x_all), y), fitted.error
+        cov = None
+        if covariance:
+            C, Kd = self.kernels(grid[:, None], grid[None, :], x_all)
+            cov = volterra.covariance(grid, Kd[..., :len(y)], C)[report]
+        return NDKSolution(grid[report] if times is None else times, np.asarray(mean)[report], cov,
+                           phases, grid, len(y), kernel_error)
+
+    def _mean_exact(self, grid, x_all, y):
+        """N8 with K_d evaluated at every time pair of the grid (:func:`volterra.mean`)."""
+        dot = _dot(jnp.asarray(x_all), jnp.asarray(x_all[:len(y)]))
 
         def evaluate():
             features, (_, self_kernel) = self._features(self._params, jnp.asarray(grid), jnp.asarray(x_all))
@@ -230,12 +270,38 @@ class LangevinMLP:
         if self._lengthened(float(bound)):
             mean, bound = evaluate()
         warn_truncation(self.dual, float(bound), "LangevinMLP")
-        cov = None
-        if covariance:
-            C, Kd = self.kernels(grid[:, None], grid[None, :], x_all)
-            cov = volterra.covariance(grid, Kd[..., :len(y)], C)[report]
-        return NDKSolution(grid[report] if times is None else times, np.asarray(mean)[report], cov,
-                           phases, grid, len(y))
+        return mean
+
+    def _interpolant(self, x_all, n_train, t_max, tol, budget):
+        """K_d(t, s, x_all, x_train) for 0 ≤ s ≤ t ≤ t_max as Σ_r c_r(τ, β) U_r (:func:`chebyshev.fit`), or None
+        when that needs more than ``budget`` kernel evaluations.
+
+        With β = e^{−ks} and α = e^{−k(t−s)}, N3 gives m(s, s) = σ² + (σ₀² − σ²)β², m(t, t) = σ² + (σ₀² − σ²)α²β²
+        and m(t, s) = α m(s, s), so K_d = α G^L is a function of (α, β) ∈ (0, 1]² alone, smooth in β and,
+        in τ = (1 − α)^{1/2}, also across t = s, where a kinked φ makes it non-analytic in α (the
+        arc-cosine angle θ ∝ (1 − α)^{1/2} at x = x').  The box stops at k·t = ``SLOW_DECADES``, where K_d and
+        its change are below e^{−30} ≈ 1e-13 of their scale.
+        """
+        k = self.rate
+        kt = min(k * t_max, SLOW_DECADES)
+        box = (0.0, float(np.sqrt(-np.expm1(-kt))), float(np.exp(-kt)), 1.0)
+        x1, x2 = jnp.asarray(x_all), jnp.asarray(x_all[:n_train])
+
+        def evaluate(tau, beta):  # padded to chebyshev.POINTS time pairs, so that nothing recompiles
+            s = -np.log(beta) / k if k > 0 else np.zeros_like(beta)
+            t = s - np.log1p(-tau**2) / k if k > 0 else s
+            t, s = (np.resize(a, chebyshev.POINTS) for a in (t, s))
+            return self._kernels(t, s, x1, x2, n_train)[1][:len(tau)].reshape(len(tau), -1)
+
+        return chebyshev.fit(evaluate, box, tol, budget, INTERPOLATION_BYTES // (8 * x1.shape[0] * n_train))
+
+    def _mean_interpolated(self, grid, fitted, n_all, y):
+        """N8 with K_d(t_n, t_m) = Σ_r c_r(τ_nm, β_m) U_r (:func:`volterra.mean_low_rank`)."""
+        n, m = np.tril_indices(len(grid))
+        c = np.zeros((len(grid), len(grid), fitted.modes.shape[0]))
+        c[n, m] = fitted.weights(np.sqrt(-np.expm1(-self.rate * (grid[n] - grid[m]))), np.exp(-self.rate * grid[m]))
+        modes = fitted.modes.reshape(-1, n_all, len(y))
+        return volterra.mean_low_rank(grid, jnp.asarray(c), jnp.asarray(modes), jnp.asarray(y))
 
 
 def weight_autocorrelation(t, s, sigma0_sq, sigma_sq, rate):

@@ -197,6 +197,26 @@ def test_scan_solver_equals_the_dense_block_operator(act):
     assert rel(sol.mean, dense.reshape(25, 7)) < 1e-11
 
 
+@pytest.mark.parametrize("act, depth", [("erf(x)", 2), ("relu(x)", 2), ("tanh(x)", 1)])
+def test_interpolated_kernel_gives_the_every_pair_mean(act, depth):
+    """``predict`` interpolates K_d in time (few kernel evaluations) when that is cheaper than the
+    n(n+1)/2 time pairs; its mean equals the every-pair solve to first order in the kernel error:
+    |δf̄_n| ≤ tol·max|K_d| Σ_m W_nm ‖r_m‖₁, doubled for the feedback through the training residual
+    (the resolvent of a positive kernel contracts).  ReLU checks t = s at x = x' (ρ = 1, where K_d is
+    not analytic in e^{−k(t−s)}: the interpolation variable (1 − e^{−k(t−s)})^{1/2} makes it so); a short
+    grid has fewer pairs than the interpolation needs and is solved pair by pair (error 0)."""
+    x, y = points(41, 9), labels(41, 6)
+    net = LangevinMLP(act, depth, 2.0, 0.5, 0.05)
+    fast = net.predict(x[:6], y, x[6:], n_times=120, covariance=False)
+    slow = net.predict(x[:6], y, x[6:], n_times=120, covariance=False, kernel_tol=None)
+    assert 0 < fast.kernel_error <= 1e-10 and slow.kernel_error == 0
+    scale = np.max(np.abs(net.ndk(fast.grid[:, None], fast.grid[None, :], x)))
+    residual = np.abs(y - slow.mean[:, :6]).sum(axis=1)
+    bound = 2 * 1e-10 * scale * np.max(volterra.weights(fast.grid) @ residual)
+    assert np.max(np.abs(fast.mean - slow.mean)) <= bound
+    assert net.predict(x[:6], y, x[6:], n_times=40, covariance=False).kernel_error == 0
+
+
 def test_two_scale_grid_spacing():
     """Spacing starts at h_start (within the first step's 5% growth), grows by 1.05 per step at
     most and saturates towards h_cap (reached asymptotically: within 3% at the end here)."""

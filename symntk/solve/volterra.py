@@ -82,6 +82,34 @@ def _mean(pair, params, t, w, last, dot, features, self_kernel, y):
     return jnp.concatenate([jnp.zeros((1, P_all), t.dtype), f]), worst
 
 
+def mean_low_rank(t, c, modes, y):
+    """N8 on the grid ``t`` as :func:`mean`, for a kernel of low rank in time,
+    K_d(t_n, t_m, ·, X) = Σ_r c_nm,r U_r with ``c`` (N, N, r) (entries m ≤ n used) and ``modes`` U (r, P_all, P):
+    the history sum is Σ_r U_r Σ_{m<n} w_m c_nm,r r_m, and the implicit node's K_nn^{XX} (symmetric) is
+    symmetrised and Cholesky-factorised.  Returns f̄ (N, P_all), training points first."""
+    w, last = trapezoid(t)
+    return _mean_low_rank(jnp.asarray(w), jnp.asarray(last), c, modes, y)
+
+
+@jax.jit
+def _mean_low_rank(w, last, c, modes, y):
+    N, P = c.shape[0], y.shape[0]
+
+    def step(R, n):
+        history = jnp.where(jnp.arange(N) < n, w, 0.0)[:, None] * c[n]  # (N, r): w_m c_nm for m < n
+        acc = jnp.einsum("rij,rj->i", modes, history.T @ R)
+        K = jnp.einsum("r,rij->ij", c[n, n], modes)
+        KX = (K[:P] + K[:P].T) / 2
+        f_train = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(jnp.eye(P, dtype=w.dtype) + last[n] * KX),
+                                             acc[:P] + last[n] * KX @ y)
+        r = y - f_train
+        return R.at[n].set(r), acc + last[n] * K @ r
+
+    R = jnp.zeros((N, P), w.dtype).at[0].set(y)
+    _, f = jax.lax.scan(step, R, jnp.arange(1, N))
+    return jnp.concatenate([jnp.zeros((1, modes.shape[1]), w.dtype), f])
+
+
 def operator(t, Kd):
     """The block operator A of the scheme, shape (N·P_all, N·P): rows (n, x), columns (m, μ),
     from K_d(t_n, t_m, x, x_μ) given as ``Kd`` (N, N, P_all, P)."""
