@@ -36,7 +36,7 @@ COVARIANCE_SIZE = 3000
 PAIR_ENTRIES = 2**21
 #: default tolerance of the interpolated K_d in ``predict``, relative to max|K_d|
 KERNEL_TOL = 1e-10
-#: most bytes of the interpolated K_d's modes in ``predict`` (beyond, it evaluates every time pair)
+#: most bytes of the interpolated K_d's modes, or of its weights c_nm, in ``predict`` (beyond: every time pair)
 INTERPOLATION_BYTES = 2**31
 #: k·t beyond which K_d is not interpolated further (constant to e^{−30} of its scale)
 SLOW_DECADES = 30.0
@@ -246,7 +246,8 @@ class LangevinMLP:
         budget = len(grid) * (len(grid) + 1) // (2 * NODE_COST)
         fitted = None
         if kernel_tol is not None and budget >= chebyshev.START**2:
-            fitted = self._interpolant(x_all, len(y), grid[-1], kernel_tol, budget)
+            max_rank = INTERPOLATION_BYTES // (8 * max(len(x_all) * len(y), len(grid) ** 2))  # modes, or c_nm
+            fitted = self._interpolant(x_all, len(y), grid[-1], kernel_tol, budget, max_rank)
         if fitted is None:
             mean, kernel_error = self._mean_exact(grid, x_all, y), 0.0
         else:
@@ -272,9 +273,9 @@ class LangevinMLP:
         warn_truncation(self.dual, float(bound), "LangevinMLP")
         return mean
 
-    def _interpolant(self, x_all, n_train, t_max, tol, budget):
+    def _interpolant(self, x_all, n_train, t_max, tol, budget, max_rank):
         """K_d(t, s, x_all, x_train) for 0 ≤ s ≤ t ≤ t_max as Σ_r c_r(τ, β) U_r (:func:`chebyshev.fit`), or None
-        when that needs more than ``budget`` kernel evaluations.
+        when that needs more than ``budget`` kernel evaluations or ``max_rank`` modes.
 
         With β = e^{−ks} and α = e^{−k(t−s)}, N3 gives m(s, s) = σ² + (σ₀² − σ²)β², m(t, t) = σ² + (σ₀² − σ²)α²β²
         and m(t, s) = α m(s, s), so K_d = α G^L is a function of (α, β) ∈ (0, 1]² alone, smooth in β and,
@@ -293,7 +294,7 @@ class LangevinMLP:
             t, s = (np.resize(a, chebyshev.POINTS) for a in (t, s))
             return self._kernels(t, s, x1, x2, n_train)[1][:len(tau)].reshape(len(tau), -1)
 
-        return chebyshev.fit(evaluate, box, tol, budget, INTERPOLATION_BYTES // (8 * x1.shape[0] * n_train))
+        return chebyshev.fit(evaluate, box, tol, budget, max_rank)
 
     def _mean_interpolated(self, grid, fitted, n_all, y):
         """N8 with K_d(t_n, t_m) = Σ_r c_r(τ_nm, β_m) U_r (:func:`volterra.mean_low_rank`)."""
