@@ -39,7 +39,7 @@ KERNEL_TOL = 1e-10
 #: most bytes of the interpolated K_d's modes, or of its weights c_nm, in ``predict`` (beyond: every time pair)
 INTERPOLATION_BYTES = 2**31
 #: k·t beyond which K_d is not interpolated further (constant to e^{−30} of its scale)
-SLOW_DECADES = 30.0
+SETTLED_KT = 30.0
 #: cost of one interpolation node in time pairs of the every-pair solve (host round trips; measured 2–4)
 NODE_COST = 4
 
@@ -280,11 +280,12 @@ class LangevinMLP:
         With β = e^{−ks} and α = e^{−k(t−s)}, N3 gives m(s, s) = σ² + (σ₀² − σ²)β², m(t, t) = σ² + (σ₀² − σ²)α²β²
         and m(t, s) = α m(s, s), so K_d = α G^L is a function of (α, β) ∈ (0, 1]² alone, smooth in β and,
         in τ = (1 − α)^{1/2}, also across t = s, where a kinked φ makes it non-analytic in α (the
-        arc-cosine angle θ ∝ (1 − α)^{1/2} at x = x').  The box stops at k·t = ``SLOW_DECADES``, where K_d and
-        its change are below e^{−30} ≈ 1e-13 of their scale.
+        arc-cosine angle θ ∝ (1 − α)^{1/2} at x = x').  The box stops at k·t = ``SETTLED_KT``: beyond it
+        K_d = α G^L (α < e^{−30}) and its change with β (∝ β² < e^{−60}) are below 1e-13 of its scale,
+        and later times are evaluated at the box's edge.
         """
         k = self.rate
-        kt = min(k * t_max, SLOW_DECADES)
+        kt = min(k * t_max, SETTLED_KT)
         box = (0.0, float(np.sqrt(-np.expm1(-kt))), float(np.exp(-kt)), 1.0)
         x1, x2 = jnp.asarray(x_all), jnp.asarray(x_all[:n_train])
 
