@@ -4,7 +4,7 @@ A function F(a, b) with values in R^M, (a, b) in the box [a₀, a₁] × [b₀, 
 grid of Chebyshev–Lobatto points a_i = ā + ½(a₁ − a₀) cos(πi/(n_a − 1)) (likewise b_j) and
 interpolated by the polynomial
 
-    F(a, b) ≈ Σ_{p<n_a, q<n_b} T_p(â) T_q(b̂) F̂_pq,     F̂ = D_a F D_bᵀ (the type-I discrete cosine transform),
+    F(a, b) ≈ Σ_{p<n_a, q<n_b} T_p(â) T_q(b̂) F̂_pq,     F̂ = D_a F D_bᵀ (type-I discrete cosine transform),
 
 with â, b̂ the box mapped to [−1, 1].  A direction whose last max(3, n/8) coefficients exceed
 tol·max|F| is refined from n − 1 to 2(n − 1) intervals (the grids are nested, so only new points
