@@ -281,8 +281,8 @@ class LangevinMLP:
         m(t, t) = σ² + (σ₀² − σ²)α²β² and m(t, s) = α m(s, s), so K_d = α G^L is a function of
         (α, β) ∈ (0, 1]² alone: smooth in β and, in τ = (1 − α)^{1/2}, also across t = s, where a kinked φ
         makes it non-analytic in α (the arc-cosine angle θ ∝ (1 − α)^{1/2} at x = x').
-        The box stops at k·t = ``SETTLED_KT``: beyond it K_d = α G^L (α < e^{−30}) and its change with β (∝ β² < e^{−60}) are below 1e-13 of its scale,
-        and later times are evaluated at the box's edge.
+        The box stops at k·t = ``SETTLED_KT``: beyond it K_d = α G^L (α < e^{−30}) and its change with β
+        (∝ β² < e^{−60}) are below 1e-13 of its scale, and later times are evaluated at the box's edge.
         """
         k = self.rate
         kt = min(k * t_max, SETTLED_KT)
