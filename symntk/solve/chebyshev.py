@@ -19,6 +19,7 @@ so memory is O(rank·M) and
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,24 +77,13 @@ def basis(x, n, lo, hi):
     return np.cos(np.arange(n) * np.arccos(xh)[..., None])
 
 
-def _lagrange(x, n, lo, hi):
-    """The n Lagrange basis polynomials of the Lobatto points at the scalar x (barycentric form)."""
-    nodes = lobatto(n, lo, hi)
-    if n == 1 or np.any(x == nodes):
-        return np.ones(1) if n == 1 else (x == nodes).astype(float)
-    w = (-1.0) ** np.arange(n)
-    w[[0, -1]] /= 2
-    terms = w / (x - nodes)
-    return terms / terms.sum()
-
-
 def fit(evaluate, box, tol, budget, max_rank):
     """Interpolate ``evaluate(a, b) -> (k, M)`` (F at the k ≤ ``POINTS`` points (a[i], b[i])) on ``box`` to
     ``tol`` relative to max|F|.  Returns a :class:`LowRankInterpolant`, or None when the grid would need
     more than ``budget`` evaluations, more than ``MOST`` points per direction or more than ``max_rank`` modes."""
     a0, a1, b0, b1 = box
     n = [START if a1 > a0 else 1, START if b1 > b0 else 1]
-    basis, coords, known, count = _Basis(tol), None, None, 0
+    span, coords, known, count = _Basis(tol), None, None, 0
     while True:
         grid = np.meshgrid(lobatto(n[0], a0, a1), lobatto(n[1], b0, b1), indexing="ij")
         todo = np.argwhere(np.ones(n, bool) if known is None else ~known)
@@ -101,24 +91,21 @@ def fit(evaluate, box, tol, budget, max_rank):
             return None
         for lo in range(0, len(todo), POINTS):
             i, j = todo[lo:lo + POINTS].T
-            new = basis.add(evaluate(grid[0][i, j], grid[1][i, j]))
-            if basis.rank > max_rank:
+            new = span.add(evaluate(grid[0][i, j], grid[1][i, j]))
+            if span.rank > max_rank:
                 return None
-            coords = np.zeros(tuple(n) + (basis.rank,)) if coords is None else _widen(coords, basis.rank)
+            coords = np.zeros(tuple(n) + (span.rank,)) if coords is None else _widen(coords, span.rank)
             coords[i, j, :new.shape[1]] = new
         count += len(todo)
-        refine = _tails(coords, basis, tol)
+        coefficients = np.einsum("pi,qj,ijr->pqr", transform(n[0]), transform(n[1]), coords)
+        refine = _tails(coefficients, span, tol)
         if not any(refine):
-            rng = np.random.default_rng(0)
-            check = np.column_stack([rng.uniform(a0, a1, 2), rng.uniform(b0, b1, 2)])
-            exact = evaluate(check[:, 0], check[:, 1])
+            a, b = np.random.default_rng(0).uniform(box[::2], box[1::2], (2, 2)).T
+            fitted = LowRankInterpolant(tuple(map(float, box)), coefficients, span.U, 0.0, span.scale, count + 2)
+            error = np.max(np.abs(fitted.weights(a, b) @ span.U - evaluate(a, b))) / span.scale
+            if error <= tol:
+                return dataclasses.replace(fitted, error=float(error))
             count += 2
-            error = max(np.max(np.abs(np.einsum("i,j,ijr->r", _lagrange(a, n[0], a0, a1), _lagrange(b, n[1], b0, b1),
-                                                coords) @ basis.U - f)) for (a, b), f in zip(check, exact))
-            if error <= tol * basis.scale:
-                coefficients = np.einsum("pi,qj,ijr->pqr", transform(n[0]), transform(n[1]), coords)
-                return LowRankInterpolant(tuple(map(float, box)), coefficients, basis.U, error / basis.scale,
-                                          basis.scale, count)
             refine = (n[0] > 1, n[1] > 1)
         grown = [2 * k - 1 if r else k for k, r in zip(n, refine)]
         if max(grown) > MOST:
@@ -168,15 +155,15 @@ class _Basis:
         return coords
 
 
-def _tails(coords, basis, tol):
-    """Whether each direction's last max(3, n/8) Chebyshev coefficients exceed tol·scale in some entry."""
-    n_a, n_b, r = coords.shape
-    C = np.einsum("pi,qj,ijr->pqr", transform(n_a), transform(n_b), coords)
+def _tails(C, span, tol):
+    """Whether each direction's last max(3, n/8) Chebyshev coefficients (C, on the modes of ``span``)
+    exceed tol·scale in some entry."""
+    n_a, n_b, r = C.shape
     tails = [C[-max(3, n_a // 8):].reshape(-1, r) if n_a > 1 else np.zeros((0, r)),
              C[:, -max(3, n_b // 8):].reshape(-1, r) if n_b > 1 else np.zeros((0, r))]
     worst = [0.0, 0.0]
-    for lo in range(0, basis.U.shape[1], BLOCK):
+    for lo in range(0, span.U.shape[1], BLOCK):
         for d, T in enumerate(tails):
             if len(T):
-                worst[d] = max(worst[d], float(np.max(np.abs(T @ basis.U[:, lo:lo + BLOCK]))))
-    return worst[0] > tol * basis.scale, worst[1] > tol * basis.scale
+                worst[d] = max(worst[d], float(np.max(np.abs(T @ span.U[:, lo:lo + BLOCK]))))
+    return worst[0] > tol * span.scale, worst[1] > tol * span.scale
