@@ -71,22 +71,30 @@ def _mean(pair, params, t, w, last, dot, features, self_kernel, y):
         R, worst = carry
         acc, worst = jax.lax.fori_loop(0, (n + CHUNK - 1) // CHUNK, history, (jnp.zeros(P_all, t.dtype), worst))
         _, K, bound = pair(params, t[n], t[n], dot, fn, at(train, n))
-        K = K.at[jnp.arange(P), jnp.arange(P)].set(self_kernel[n])
-        half = last[n]
-        f_train = jnp.linalg.solve(jnp.eye(P, dtype=t.dtype) + half * K[:P], acc[:P] + half * K[:P] @ y)
-        r = y - f_train
-        return (R.at[n].set(r), jnp.maximum(worst, bound)), acc + half * K @ r
+        r, f = _implicit_node(acc, K.at[jnp.arange(P), jnp.arange(P)].set(self_kernel[n]), last[n], y)
+        return (R.at[n].set(r), jnp.maximum(worst, bound)), f
 
     R = jnp.zeros((N, P), t.dtype).at[0].set(y)
     (_, worst), f = jax.lax.scan(step, (R, jnp.zeros((), t.dtype)), jnp.arange(1, N))
     return jnp.concatenate([jnp.zeros((1, P_all), t.dtype), f]), worst
 
 
+def _implicit_node(acc, K, half, y):
+    """The implicit node n given the history sum ``acc`` and K = K_nn (P_all, P): solve
+    (I + (h_n/2) K^{XX}) f̄_n(X) = acc(X) + (h_n/2) K^{XX} Y (K^{XX} = K_d(t_n, t_n, X, X), symmetric
+    positive semi-definite: symmetrised, Cholesky) and return (r_n = Y − f̄_n(X), f̄_n at every point)."""
+    P = y.shape[0]
+    KX = (K[:P] + K[:P].T) / 2
+    f_train = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(jnp.eye(P, dtype=K.dtype) + half * KX),
+                                         acc[:P] + half * KX @ y)
+    r = y - f_train
+    return r, acc + half * K @ r
+
+
 def mean_low_rank(t, c, modes, y):
     """N8 on the grid ``t`` as :func:`mean`, for a kernel of low rank in time,
     K_d(t_n, t_m, ·, X) = Σ_r c_nm,r U_r with ``c`` (N, N, r) (entries m ≤ n used) and ``modes`` U (r, P_all, P):
-    the history sum is Σ_r U_r Σ_{m<n} w_m c_nm,r r_m, and the implicit node's K_nn^{XX} (symmetric) is
-    symmetrised and Cholesky-factorised.  Returns f̄ (N, P_all), training points first."""
+    the history sum is Σ_r U_r Σ_{m<n} w_m c_nm,r r_m.  Returns f̄ (N, P_all), training points first."""
     w, last = trapezoid(t)
     return _mean_low_rank(jnp.asarray(w), jnp.asarray(last), c, modes, y)
 
@@ -97,13 +105,9 @@ def _mean_low_rank(w, last, c, modes, y):
 
     def step(R, n):
         history = jnp.where(jnp.arange(N) < n, w, 0.0)[:, None] * c[n]  # (N, r): w_m c_nm for m < n
-        acc = jnp.einsum("rij,rj->i", modes, history.T @ R)
-        K = jnp.einsum("r,rij->ij", c[n, n], modes)
-        KX = (K[:P] + K[:P].T) / 2
-        f_train = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(jnp.eye(P, dtype=w.dtype) + last[n] * KX),
-                                             acc[:P] + last[n] * KX @ y)
-        r = y - f_train
-        return R.at[n].set(r), acc + last[n] * K @ r
+        r, f = _implicit_node(jnp.einsum("rij,rj->i", modes, history.T @ R), jnp.einsum("r,rij->ij", c[n, n], modes),
+                              last[n], y)
+        return R.at[n].set(r), f
 
     R = jnp.zeros((N, P), w.dtype).at[0].set(y)
     _, f = jax.lax.scan(step, R, jnp.arange(1, N))
