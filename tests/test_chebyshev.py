@@ -39,9 +39,11 @@ def test_low_rank_function_is_compressed_to_its_rank():
 
 
 def test_budget_and_constant_directions():
-    """A fit that needs more evaluations than the budget gives up (None); a direction whose interval
-    is a point takes one node, and a function constant in b needs no refinement in b."""
+    """A fit that needs more evaluations than the budget, or more modes than ``max_rank`` (the
+    function has rank 40), gives up (None); a direction whose interval is a point takes one node,
+    and a function constant in b needs no refinement in b."""
     assert chebyshev.fit(analytic, BOX, 1e-10, 100, 10**4) is None
+    assert chebyshev.fit(analytic, BOX, 1e-10, np.inf, 20) is None
     fit = chebyshev.fit(lambda a, b: analytic(a, 0 * b), (0.0, 0.9, 0.5, 0.5), 1e-10, np.inf, 10**4)
     assert fit.coefficients.shape[1] == 1
     np.testing.assert_allclose(fit.weights(0.3, 0.5) @ fit.modes, analytic(np.array(0.3), np.array(0.0)),
