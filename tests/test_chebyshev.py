@@ -7,7 +7,7 @@ BOX = (0.0, 0.9, 0.2, 1.0)
 
 
 def analytic(a, b):
-    """An analytic R^40-valued function of (a, b): entries exp(ω a)/(1 + ν b²) (ω, ν fixed; numerically of low rank)."""
+    """An analytic R^40-valued function of (a, b), numerically of low rank: entries exp(ω a)/(1 + ν b²)."""
     omega, nu = np.linspace(-2, 2, 40), np.linspace(0.1, 1, 40)
     return np.exp(np.multiply.outer(a, omega)) / (1 + np.multiply.outer(b**2, nu))
 
