@@ -206,8 +206,8 @@ def pair(f1, c, f2):
     moment_dot = safe_sqrt(d1 * d2)
     exact = safe_sqrt(m1 * m2) + moment_dot * (c - safe_sqrt(q1 * q2))
     Vdot = jnp.where(same, moment_dot, _horner(b1, b2, rho))
-    # at q1 = 0 or q2 = 0 (c clipped to 0) only n = 0 survives, V̇ = b₀b₀; + b₀b₀·c keeps ∂V/∂c = V̇ there
-    # too (written from b₀, not V̇, so that a caller of V alone does not pay for V̇'s series)
+    # at q1 = 0 or q2 = 0 (c clipped to 0) only n = 0 survives, V̇ = b₀b₀; + b₀b₀·c keeps ∂V/∂c = V̇
+    # there too (written from b₀, not V̇, so that a caller of V alone does not pay for V̇'s series)
     degenerate = (q1 == 0) | (q2 == 0)
     V = jnp.where(same, exact, _horner(a1, a2, rho) + jnp.where(degenerate, b1[..., 0] * b2[..., 0] * c, 0))
     return V, Vdot, r * jnp.sqrt(t1 * t2), r * jnp.sqrt(u1 * u2)
