@@ -472,6 +472,18 @@ class BayesianMLP:
         y = np.asarray(y_train, dtype=float)
         if y.shape != (len(x),) or not np.all(np.isfinite(y)):
             raise DataError(f"y_train must be a finite vector of shape ({len(x)},), got {y.shape}")
+        # layers 2..L sample N(0, Φˡ⁻¹) through its Cholesky factor and B5 divides by it: each NNGP
+        # kernel below the last must be numerically positive definite (λ_min > P·eps·λ_max)
+        layers = _nngp_layers(self._mod, _dot(x, x), self.depth - 1) if self.depth > 1 else []
+        for ell, k in enumerate(layers, start=1):
+            ev = np.linalg.eigvalsh(np.asarray(k))
+            if not ev[0] > len(y) * np.finfo(float).eps * ev[-1]:
+                raise DataError(
+                    f"the layer-{ell} NNGP kernel on x_train is singular (eigenvalues {ev[0]:.3g} … {ev[-1]:.3g}), so "
+                    f"layer {ell + 1}'s pre-activations N(0, Φ^{ell}) have no density on R^P and the aNBK action "
+                    "is not defined: remove duplicate or linearly dependent training points (for φ(h) = h, Φ¹ is "
+                    "Kˣ = xxᵀ/D, singular when P > D or the inputs are centred; symntk.deep_linear solves that "
+                    "case exactly)")
         return x, y
 
     def nngp(self, x_train):

@@ -195,6 +195,15 @@ def test_bad_input():
         m.solve(X6, Y6, warm_start=np.zeros((2, 6, 6)))
     with pytest.raises(DataError, match="features"):
         m.solve(X6, Y6).predict(np.zeros((2, 3)))
+    # φ(h) = h on 6 points in D = 4: Φ¹ = Kˣ has rank 4, so layer 2 has no density (was a NaN kernel
+    # reported as ConvergenceError); ReLU's Φ¹ on the same points is well conditioned (λ_min/λ_max 7e-3),
+    # but not with a point repeated
+    with pytest.raises(DataError, match="layer-1 NNGP kernel on x_train is singular"):
+        anbk.BayesianMLP("x", depth=2, gamma0=0.5, samples=2**8).solve(X6, Y6)
+    relu = anbk.BayesianMLP("relu(x)", depth=2, gamma0=0.5, samples=2**8)
+    with pytest.raises(DataError, match="layer-1 NNGP kernel on x_train is singular"):
+        relu.perturbative(np.vstack([X6, X6[:1]]), np.append(Y6, 1.0))
+    assert relu.perturbative(X6, Y6).result == "first_order"
 
 
 def test_alignment_and_density():
