@@ -479,11 +479,11 @@ class BayesianMLP:
             ev = np.linalg.eigvalsh(np.asarray(k))
             if not ev[0] > len(y) * np.finfo(float).eps * ev[-1]:
                 raise DataError(
-                    f"the layer-{ell} NNGP kernel on x_train is singular (eigenvalues {ev[0]:.3g} … {ev[-1]:.3g}), so "
-                    f"layer {ell + 1}'s pre-activations N(0, Φ^{ell}) have no density on R^P and the aNBK action "
-                    "is not defined: remove duplicate or linearly dependent training points (for φ(h) = h, Φ¹ is "
-                    "Kˣ = xxᵀ/D, singular when P > D or the inputs are centred; symntk.deep_linear solves that "
-                    "case exactly)")
+                    f"the layer-{ell} NNGP kernel on x_train is singular (eigenvalues {ev[0]:.3g} … "
+                    f"{ev[-1]:.3g}), so layer {ell + 1}'s pre-activations N(0, Φ^{ell}) have no density "
+                    "on R^P and the aNBK action is not defined: remove duplicate or linearly dependent "
+                    "training points (for φ(h) = h, Φ¹ is Kˣ = xxᵀ/D, singular when P > D or the inputs "
+                    "are centred; symntk.deep_linear solves that case exactly)")
         return x, y
 
     def nngp(self, x_train):
