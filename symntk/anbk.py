@@ -504,9 +504,10 @@ class BayesianMLP:
         (relative O(γ₀²) at depth 1; deeper it floors at the O(1/√S) gap between the exact 𝓗ᵀ and
         B5's sampled estimate), and test rows come from one sampling pass at the first-order Φ̂."""
         x, y = self._check(x_train, y_train)
-        hats, phi = self.first_order(x, y)
         P, D = x.shape
         smp = self._samples(P, D)
+        hats, phi = (np.asarray(a) for a in _first_order(self._mod, jnp.asarray(x), jnp.asarray(y), smp, self.gamma0,
+                                                         self.beta))
         G, _, ess = _saddle_map(self._mod, jnp.asarray(x), jnp.asarray(y), smp, jnp.asarray(hats), self.gamma0,
                                 self.beta)
         G = np.asarray(G)
