@@ -17,15 +17,16 @@ The saddle point is a fixed point of the dual kernels Φ̂ = (Φ̂¹..Φ̂ᴸ) u
 
        Φ̂ˡ = C⁻ᵀ(Σ_s (b_s − w_s) z_s z_sᵀ)C⁻¹   (= (Φˡ)⁻¹ − (Φˡ)⁻¹⟨hhᵀ⟩(Φˡ)⁻¹ with ⟨zzᵀ⟩_b for I).
 
-The samples are drawn once (common random numbers: G is then a smooth deterministic map),
-scrambled Sobol points by default, and Φ̂ = G(Φ̂) is solved by Anderson-accelerated damped
-iteration in one ``lax.while_loop`` — naive substitution Φ̂ ← G(Φ̂) diverges at moderate γ₀ —
-from the first-order (perturbative) solution; iterates whose weights collapse are rejected
-(step halved back).  Between rounds every layer's samples are redrawn from a Gaussian proposal
-fitted to the tilted second moment (:func:`_fit_proposal`), and a solve whose weights collapse is
-retried by continuation from γ₀/2.  It stops on the stationarity residual
-‖G(Φ̂) − Φ̂‖_F/‖G(Φ̂)‖_F (B5–B6; B4 holds by construction).  The min–max of paper Algorithm 1
-reaches the same stationary point by gradient steps on S; benchmarks/bench_anbk.py compares them.
+The samples are drawn once per proposal (common random numbers: G is then a smooth deterministic
+map), scrambled Sobol points by default.  Φ̂ = G(Φ̂) is solved by continuation in s = γ₀² from the
+lazy point Φ̂ = 0 (secant predictor, step length controlled by the corrector's convergence and the
+ESS) with a Newton–Krylov corrector (GMRES on jvps of G, line search, one ``lax.while_loop``):
+fixed-point iteration, even Anderson-accelerated, diverges at moderate γ₀ even on the exact map
+(derivations/anbk.md, "Strong tilt").  After each step every layer's samples are redrawn from a
+Gaussian proposal fitted to the tilted second moment (:func:`_fit_proposal`).  It stops on the
+stationarity residual ‖G(Φ̂) − Φ̂‖_F/‖G(Φ̂)‖_F (B5–B6; B4 holds by construction).  The min–max of
+paper Algorithm 1 reaches the same stationary point by gradient steps on S;
+benchmarks/bench_anbk.py compares them.
 
 Failure modes are checked, not hidden: the effective sample size of every layer's weights
 (``min_ess``), and for φ of at most linear growth the normalisability of every single-site
@@ -45,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 from jax.scipy.linalg import solve_triangular
+from jax.scipy.sparse.linalg import gmres
 from scipy.special import ndtri
 from scipy.stats import qmc
 
@@ -55,8 +57,12 @@ from .kernels import _check_x, _dot
 
 SAMPLERS = ("qmc", "mc", "gauss-hermite")
 RESULTS = ("successful", "max_steps_reached", "sampling_degenerate", "first_order")
-CONTINUATION = 4  # halvings of γ₀ tried when the weights collapse at the requested γ₀
-ROUND_TOL = 1e-3  # residual of the rounds whose solution only sets the proposals
+ROUND_TOL = 1e-3  # residual to which the continuation solves before γ₀
+NEWTON_STEPS = 8  # Newton steps per continuation step (converging ones need 2–5)
+KRYLOV = 20  # GMRES restart length
+LINE_SEARCH = 6  # halvings of a Newton step tried
+ESS_DROP = 0.5  # a continuation step may lower a layer's ESS to this fraction of its value at the step's start
+MIN_STEP = 2.0**-8  # smallest continuation step, as a fraction of γ₀²: below it the branch is lost
 PROPOSAL_INFLATION = 1.2  # adapted proposals are this much wider than the tilted density's second moment
 
 
@@ -207,48 +213,43 @@ def _dual_kernels(Phis, Cs, zz, y, gamma0, beta):
     return jnp.concatenate([jax.vmap(sandwich)(Cs, zz), last[None]])
 
 
-def _anderson(G, x0, tol, max_steps, memory, damping, min_ess):
-    """Solve x = G(x) by Anderson acceleration (type II, ``memory`` past differences, mixing
-    ``damping``, Walker & Ni 2011): x ← x + αf − (ΔX + αΔF)γ with γ = argmin ‖f − ΔFγ‖ (Tikhonov-
-    regularised normal equations), f = G(x) − x.  A point whose ESS falls below ``min_ess`` (or that
-    gives non-finite values) is rejected: the step is halved back towards the last accepted point and
-    the history cleared; the first accepted point is x = 0 (Φ̂ = 0, where the weights are exact).
-    Stops when ‖f‖/‖G(x)‖ ≤ tol, after ``max_steps`` evaluations, or after 40 rejections in a row.
-    Returns the last accepted x, its residual, ESS per layer, auxiliary output, the number of
-    evaluations and whether rejections stopped it."""
-    shape, n = x0.shape, x0.size
-    zero = jnp.zeros(n)
-    g0, aux0, ess0 = G(jnp.zeros(shape))
-    res0 = jnp.linalg.norm(g0) / jnp.maximum(jnp.linalg.norm(g0), 1e-300)
-    init = dict(k=0, hist=0, x=x0.ravel(), x_prev=zero, f_prev=zero, dX=jnp.zeros((memory, n)),
-                dF=jnp.zeros((memory, n)), res=res0, ess=ess0, good=zero, aux=aux0, rejects=0)
+def _newton(G, x0, tol, max_steps, min_ess):
+    """Solve F(x) = G(x) − x = 0 by inexact Newton–Krylov: each step solves F'(x)δ = −F(x) by
+    restarted GMRES (matrix-free: F' through ``jax.linearize`` of G) to relative accuracy
+    min(0.1, r), then halves δ (at most LINE_SEARCH times) until the residual r = ‖F‖/‖G‖ falls
+    and every layer keeps ESS ≥ ``min_ess``.  Stops when r ≤ tol, after ``max_steps`` steps, or when
+    no step is accepted (stalled).  Returns x, r, ESS per layer, auxiliary output, the number of
+    steps, whether it stalled, and whether x0 itself was rejected (non-finite or ESS < ``min_ess``)."""
+    def evaluate(x):
+        g, aux, ess = G(x)
+        r = jnp.linalg.norm(g - x) / jnp.maximum(jnp.linalg.norm(g), 1e-300)
+        ok = jnp.isfinite(r) & jnp.all(jnp.isfinite(g)) & (jnp.min(ess) >= min_ess)
+        return g - x, jnp.where(ok, r, jnp.inf), aux, ess
+
+    f0, r0, aux0, ess0 = evaluate(x0)
 
     def cond(s):
-        return (s["k"] < max_steps) & (s["res"] > tol) & (s["rejects"] < 40)
+        return (s["k"] < max_steps) & (s["r"] > tol) & ~s["stalled"]
 
     def body(s):
-        x, hist = s["x"], s["hist"]
-        g, aux, ess = G(x.reshape(shape))
-        g = g.ravel()
-        f = g - x
-        res = jnp.linalg.norm(f) / jnp.maximum(jnp.linalg.norm(g), 1e-300)
-        ok = jnp.isfinite(res) & jnp.all(jnp.isfinite(g)) & (jnp.min(ess) >= min_ess)
-        i = (hist - 1) % memory
-        dX = jnp.where(hist > 0, s["dX"].at[i].set(x - s["x_prev"]), s["dX"])
-        dF = jnp.where(hist > 0, s["dF"].at[i].set(f - s["f_prev"]), s["dF"])
-        A = jnp.where(ok, dF, 0) * (jnp.arange(memory) < hist)[:, None]
-        M = A @ A.T
-        gamma = jnp.linalg.solve(M + (1e-10 * jnp.max(jnp.diagonal(M)) + 1e-300) * jnp.eye(memory),
-                                 A @ jnp.where(ok, f, 0))
-        step = jnp.where(ok, damping * f - (dX + damping * dF).T @ gamma, 0)
-        x_new = jnp.where(ok, x + step, (x + s["good"]) / 2)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-        return dict(k=s["k"] + 1, hist=jnp.where(ok, hist + 1, 0), x=x_new, x_prev=x, f_prev=f, dX=dX, dF=dF,
-                    res=jnp.where(ok, res, s["res"]), ess=keep(ess, s["ess"]), good=jnp.where(ok, x, s["good"]),
-                    aux=keep(aux, s["aux"]), rejects=jnp.where(ok, 0, s["rejects"] + 1))
+        x, f, r = s["x"], s["f"], s["r"]
+        jac = jax.linearize(lambda p: G(p)[0], x)[1]
+        dx = gmres(lambda v: jac(v) - v, -f, tol=jnp.minimum(0.1, r), restart=KRYLOV, maxiter=3)[0]
 
+        def shorter(t):
+            t = t[0] / 2
+            return (t,) + evaluate(x + t * dx)
+
+        t, f_new, r_new, aux, ess = jax.lax.while_loop(
+            lambda t: (t[2] >= r) & (t[0] > 2.0**-LINE_SEARCH), shorter, (1.0,) + evaluate(x + dx))
+        ok = r_new < r
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+        return dict(k=s["k"] + 1, x=keep(x + t * dx, x), f=keep(f_new, f), r=keep(r_new, r), aux=keep(aux, s["aux"]),
+                    ess=keep(ess, s["ess"]), stalled=~ok)
+
+    init = dict(k=0, x=x0, f=f0, r=r0, aux=aux0, ess=ess0, stalled=~jnp.isfinite(r0))
     s = jax.lax.while_loop(cond, body, init)
-    return s["good"].reshape(shape), s["res"], s["ess"], s["aux"], s["k"], s["rejects"] >= 40
+    return s["x"], s["r"], s["ess"], s["aux"], s["k"], s["stalled"], ~jnp.isfinite(r0)
 
 
 @partial(jax.jit, static_argnames=("mod",))
@@ -258,10 +259,10 @@ def _saddle_map(mod, x, y, smp, phi_hat, gamma0, beta):
     return _dual_kernels(Phis, Cs, zz, y, gamma0, beta), (Phis, moments), ess
 
 
-@partial(jax.jit, static_argnames=("mod", "max_steps", "memory"))
-def _solve(mod, x, y, smp, phi_hat0, gamma0, beta, tol, max_steps, memory, damping, min_ess):
+@partial(jax.jit, static_argnames=("mod", "max_steps"))
+def _solve(mod, x, y, smp, phi_hat0, gamma0, beta, tol, max_steps, min_ess):
     G = partial(_saddle_map, mod, x, y, smp, gamma0=gamma0, beta=beta)
-    return _anderson(G, phi_hat0, tol, max_steps, memory, damping, min_ess)
+    return _newton(G, phi_hat0, tol, max_steps, min_ess)
 
 
 @partial(jax.jit, static_argnames=("mod",))
@@ -517,16 +518,19 @@ class BayesianMLP:
                        None, self, x, y, proposal)
         return sol if x_test is None else sol.with_test(x_test)
 
-    def solve(self, x_train, y_train, x_test=None, tol=1e-6, max_steps=500, memory=8, damping=0.5,
-              warm_start="perturbative", adapt=1, throw=True) -> Solution:
+    def solve(self, x_train, y_train, x_test=None, tol=1e-6, max_steps=200, warm_start="perturbative", adapt=1,
+              throw=True) -> Solution:
         """The saddle point B4–B6 (module docstring) to stationarity residual ``tol``.
 
-        ``warm_start``: ``"perturbative"`` (the first-order Φ̂), ``"lazy"`` (Φ̂ = 0, the NNGP kernels)
-        or an array of Φ̂ (L, P, P); ``memory``, ``damping``: Anderson's history length and mixing.
-        ``adapt``: rounds of proposal adaptation — after a solve, every layer's samples are redrawn
-        from the Gaussian with the tilted second moment (× PROPOSAL_INFLATION) and the solve repeated
-        from there; for linear φ the weights then become uniform, and generally the ESS rises (the
-        weights' variance is infinite once the tilt's growth passes ½, before Z itself diverges at 1).
+        Solved by continuation in s = γ₀² from the lazy point (:meth:`_continue`) with a Newton–Krylov
+        corrector (:func:`_newton`); ``max_steps`` bounds the Newton steps of the whole solve.
+        ``warm_start``: ``"perturbative"`` (the first-order Φ̂: the first prediction is exact to first
+        order), ``"lazy"`` (Φ̂ = 0) or an array of Φ̂ (L, P, P) near the solution (e.g. a previous
+        solution at a nearby γ₀): the first step tries it directly at γ₀.
+        ``adapt``: rounds of proposal adaptation at γ₀ — the samples of every layer are redrawn from a
+        Gaussian with the tilted second moment (× PROPOSAL_INFLATION) and the solve repeated, kept when
+        that raises the ESS; with ``adapt`` ≥ 1 the proposals are also refitted after every
+        continuation step, and ``adapt = 0`` keeps the plain N(0, I) samples throughout.
         ``throw``: raise :class:`ConvergenceError` (steps exhausted) or :class:`DivergentIntegralError`
         (``sampling_degenerate``) instead of returning a Solution with that ``result``.
         """
@@ -543,50 +547,90 @@ class BayesianMLP:
             start = jnp.asarray(warm_start, dtype=float)
             if start.shape != (self.depth, P, P):
                 raise DataError(f"warm_start must have shape {(self.depth, P, P)}, got {start.shape}")
-        proposal = (jnp.eye(D), jnp.broadcast_to(jnp.eye(P), (self.depth - 1, P, P)))
-        solve_at = partial(self._stage, xj, yj, base, tol=tol, max_steps=int(max_steps), memory=int(memory),
-                           damping=damping, adapt=adapt)
-        (ph, res, ess, phi, steps, stuck, done), proposal = _continuation(solve_at, self.gamma0, start, proposal,
-                                                                            CONTINUATION)
+        (ph, res, ess, phi, steps, reached, stalled), proposal = self._continue(xj, yj, base, start, tol, int(max_steps),
+                                                                             adapt)
         ph, phi, res, ess = np.asarray(ph), np.asarray(phi), float(res), np.asarray(ess)
         growth = self._growth(x, _proposal(base, *proposal), phi, ph)
-        if not (np.all(np.isfinite(phi)) and np.isfinite(res)):
-            raise ConvergenceError(
-                f"the aNBK iteration produced non-finite kernels after {int(steps)} steps (gamma0 = {self.gamma0}, "
-                f"beta = {self.beta}): a layer kernel lost positive-definiteness; use a smaller gamma0, or more "
-                "samples, or damping < 0.5")
-        if done and not np.any(growth >= 1):
+        if reached == self.gamma0 and res <= tol and not np.any(growth >= 1):
             result = "successful"
-        elif stuck or np.min(ess) < self.min_ess or np.any(growth >= 1):
-            result = "sampling_degenerate"
+        elif np.any(growth >= 1) or stalled and np.min(ess) < 4 * self.min_ess:
+            result = "sampling_degenerate"  # a stall with the weights within 4× of the floor: Newton's
+            # steps are routinely refused by it, and the sampled map is rough
         else:
             result = "max_steps_reached"
-        sol = Solution(phi, ph, result, res, ess, int(steps), growth, None, None, None, self, x, y, proposal)
+        sol = Solution(phi, ph, result, res, ess, steps, growth, None, None, None, self, x, y, proposal)
+        where = "" if reached == self.gamma0 else f" (the continuation reached gamma0 = {reached:.4g})"
         if throw and result == "sampling_degenerate":
-            raise DivergentIntegralError(self._degenerate_message(sol))
+            raise DivergentIntegralError(self._degenerate_message(sol) + where)
         if throw and result == "max_steps_reached":
             raise ConvergenceError(
-                f"the aNBK saddle point was not reached in {max_steps} steps (stationarity residual {res:.2g} > "
-                f"tol = {tol:g}, gamma0 = {self.gamma0}); raise max_steps, lower damping, or start from a nearby "
-                "solution (warm_start=previous.phi_hat)")
+                f"the aNBK saddle point was not reached after {steps} Newton steps{where}: the continuation "
+                + ("stalled (steps below gamma0²/256); " if stalled else "ran out of max_steps; ")
+                + f"stationarity residual {res:.2g} (tol = {tol:g}), gamma0 = {self.gamma0}; use more samples, "
+                "raise max_steps, or a smaller gamma0")
         return sol if x_test is None else sol.with_test(x_test)
 
-    def _stage(self, x, y, base, gamma0, start, proposal, tol, max_steps, memory, damping, adapt):
-        """Solve at one γ₀ in rounds: after each, the proposals are refitted to the tilted second
-        moments of the last accepted point (rounds before the last only feed that fit, so they stop
-        at max(tol, ROUND_TOL)); after ``adapt`` rounds it stops once converged, and continues (up
-        to 3 more rounds) only while the weights collapse."""
-        for rnd in range(adapt + 4):
-            tol_here = tol if rnd >= adapt else max(tol, ROUND_TOL)
-            out = _solve(self._mod, x, y, _proposal(base, *proposal), start, gamma0, self.beta, tol_here, max_steps,
-                         memory, damping, self.min_ess)
-            ph, res, ess, (phi, (M1, M)), steps, stuck = out
-            done = float(res) <= tol and not bool(stuck)
-            if rnd >= adapt and (done or not bool(stuck)) or not np.all(np.isfinite(np.asarray(phi))):
+    def _continue(self, x, y, base, start, tol, max_steps, adapt):
+        """Continuation in s = γ₀² from s = 0, Φ̂ = 0 (where the weights are exact): each step predicts
+        Φ̂ at s + Δs along the secant through the last two solutions (the first along the tangent
+        ``start``/γ₀², so it tries ``start`` at γ₀ itself) and corrects by Newton on the step's samples,
+        to ROUND_TOL (``tol`` at γ₀).  A step is accepted when the corrector converges and no layer's
+        ESS falls below ESS_DROP × its value at the step's start — the proposals then still fit the
+        tilted law, whose importance weights would otherwise have unbounded variance long before the
+        ESS shows it; a rejected step is halved, one that took ≤ 3 Newton steps is lengthened 1.5×.
+        With ``adapt`` ≥ 1 the proposals are refitted after every accepted step (kept if the ESS rises),
+        and ``adapt`` more rounds are solved at γ₀.  It stops early when Δs < MIN_STEP·γ₀² (stalled) or
+        after ``max_steps`` Newton steps.  Returns ((Φ̂, residual, ESS, Φ, Newton steps, the γ₀ reached,
+        whether it stalled), the proposals of the returned solution)."""
+        S, L, P = self.gamma0**2, self.depth, len(y)
+        proposal = (jnp.eye(x.shape[1]), jnp.broadcast_to(jnp.eye(P), (L - 1, P, P)))
+        solve = partial(_solve, self._mod, x, y, beta=self.beta, max_steps=NEWTON_STEPS, min_ess=self.min_ess)
+        path = [(0.0, jnp.zeros_like(start))]
+        slope = start / S if S > 0 else jnp.zeros_like(start)
+        s, ds, steps, ess_ref = 0.0, S, 0, np.full(L, float(self.samples))
+        used = proposal
+        out = solve(_proposal(base, *proposal), path[0][1], gamma0=0.0, tol=np.inf)
+        while steps < max_steps:
+            s_new = S if ds >= S - s else s + ds
+            (s0, p0), (s1, p1) = path[-2] if len(path) > 1 else (s - 1.0, path[-1][1] - slope), path[-1]
+            prediction = p1 + (p1 - p0) * (s_new - s1) / (s1 - s0)
+            trial = solve(_proposal(base, *proposal), prediction, gamma0=np.sqrt(s_new),
+                          tol=tol if s_new == S else max(tol, ROUND_TOL))
+            steps += int(trial[4])
+            ess = np.asarray(trial[2])
+            converged = float(trial[1]) <= (tol if s_new == S else max(tol, ROUND_TOL))
+            if not converged or bool(trial[6]) or not np.all(ess >= ESS_DROP * ess_ref):
+                ds /= 2
+                if ds < MIN_STEP * S:
+                    break
+                continue
+            out, used, s = trial, proposal, s_new
+            path.append((s, out[0]))
+            if s == S:
                 break
-            start = ph
-            proposal = (_fit_proposal(M1, ess[0]), jax.vmap(_fit_proposal)(M, ess[1:]))
-        return (ph, res, ess, phi, steps, bool(stuck), done), proposal
+            proposal, ess_ref = self._refit(x, y, base, proposal, out) if adapt else (proposal, ess)
+            ds *= 1.5 if int(trial[4]) <= 3 else 1.0
+        for _ in range(adapt if s == S else 0):
+            fitted, _ = self._refit(x, y, base, used, out)
+            if fitted is used:
+                break
+            trial = solve(_proposal(base, *fitted), out[0], gamma0=self.gamma0, tol=tol)
+            steps += int(trial[4])
+            if not float(trial[1]) <= tol:
+                break
+            out, used = trial, fitted
+        ph, res, ess, (phi, _), _, _, _ = out
+        return (ph, res, ess, phi, steps, float(np.sqrt(s)), s < S and ds < MIN_STEP * S), used
+
+    def _refit(self, x, y, base, proposal, out):
+        """Proposals fitted to the tilted second moments of the solution ``out`` (:func:`_fit_proposal`),
+        if at its Φ̂ they give every layer a higher minimum ESS than ``proposal``; and that ESS."""
+        ph, _, ess, (_, (M1, M)), *_ = out
+        fitted = (_fit_proposal(M1, ess[0]), jax.vmap(_fit_proposal)(M, ess[1:]))
+        ess_fitted = _saddle_map(self._mod, x, y, _proposal(base, *fitted), ph, 0.0, self.beta)[2]
+        if float(jnp.min(ess_fitted)) > float(jnp.min(ess)):
+            return fitted, np.asarray(ess_fitted)
+        return proposal, np.asarray(ess)
 
     def _growth(self, x, smp, phi, phi_hat):
         """Per layer, max over unit directions of −φ∞ᵀΦ̂ˡφ∞ (nan for sublinear φ)."""
@@ -607,7 +651,7 @@ class BayesianMLP:
                     "lower gamma0 (or beta) below the point where this growth reaches 1")
         ell = int(np.argmin(sol.ess)) + 1
         return (f"importance sampling collapsed in layer {ell} at gamma0 = {self.gamma0}: effective sample size "
-                f"{np.min(sol.ess):.3g} < min_ess = {self.min_ess:g}; use more samples or a smaller gamma0")
+                f"{np.min(sol.ess):.3g} (min_ess = {self.min_ess:g}); use more samples or a smaller gamma0")
 
 
 @jax.jit
@@ -621,18 +665,6 @@ def _fit_proposal(M, ess):
     lam, U = jnp.linalg.eigh((M + M.T) / 2)
     keep = jnp.abs(lam - 1) > 4 * jnp.sqrt(M.shape[0] / ess)
     return U * jnp.sqrt(jnp.where(keep, PROPOSAL_INFLATION * jnp.maximum(lam, 1e-12), 1.0))
-
-
-def _continuation(solve_at, gamma0, start, proposal, levels):
-    """Solve at γ₀; if the weights collapse, first solve at γ₀/2 (recursively, ``levels`` deep) and
-    start from its Φ̂·4 (Φ̂ ∝ γ₀² to first order) and its fitted proposals."""
-    out, prop = solve_at(gamma0=gamma0, start=start, proposal=proposal)
-    if out[-1] or not out[-2] or levels == 0:
-        return out, prop
-    half, prop_half = _continuation(solve_at, gamma0 / 2, start / 4, proposal, levels - 1)
-    if not half[-1]:
-        return out, prop
-    return solve_at(gamma0=gamma0, start=4 * half[0], proposal=prop_half)
 
 
 @lru_cache(maxsize=8)
