@@ -3,7 +3,8 @@ run (each case in its own process, for its peak memory).
 
 Problems: digits (0–4 against 5–9), two-layer ReLU (depth 1) and depth-2 tanh, β = 5, P = 200 and 1000.
 symntk: `BayesianMLP(samples=2**13).solve(tol=1e-4)` — fixed QMC samples with control variates,
-Anderson iteration, fitted proposals (the samples used are 2¹³ per layer and adaptation round).
+continuation in γ₀² with a Newton–Krylov corrector, fitted proposals (2¹³ samples per layer and
+proposal).
 Plain Algorithm 1: simultaneous gradient ascent in Φ̂ (5 inner steps) and descent in Φ on the
 action B2, every outer step with 2·10⁵ fresh Monte-Carlo samples per layer (self-normalised
 importance weights, log-sum-exp), from the NNGP kernels, jitted, samples processed in chunks of

@@ -656,15 +656,17 @@ class BayesianMLP:
 
 @jax.jit
 def _fit_proposal(M, ess):
-    """A factor R (RRᵀ = M') of the proposal covariance fitted to the tilted second moment M (in the
-    sampler's coordinates, estimated from ``ess`` effective samples): M's eigen-directions whose
-    eigenvalue differs from 1 by more than 4√(d/ess) (twice the Marchenko–Pastur spread of pure
-    sampling noise) take that eigenvalue × PROPOSAL_INFLATION, all others stay 1 — a low-rank
-    update, because a full-rank refit would add noise in every one of the d directions and a width
-    mismatch costs ESS exponentially in d."""
+    """The symmetric square root R (R² = M') of the proposal covariance fitted to the tilted second
+    moment M (in the sampler's coordinates, estimated from ``ess`` effective samples): M's
+    eigen-directions whose eigenvalue differs from 1 by more than 4√(d/ess) (twice the
+    Marchenko–Pastur spread of pure sampling noise) take that eigenvalue × PROPOSAL_INFLATION, all
+    others stay 1 — a low-rank update, because a full-rank refit would add noise in every one of the
+    d directions and a width mismatch costs ESS exponentially in d.  The symmetric root leaves the
+    points untouched in the other directions (a non-symmetric factor would rotate them, and rotated
+    Sobol points lose the stratification that keeps heavy weights rare: derivations/anbk.md)."""
     lam, U = jnp.linalg.eigh((M + M.T) / 2)
     keep = jnp.abs(lam - 1) > 4 * jnp.sqrt(M.shape[0] / ess)
-    return U * jnp.sqrt(jnp.where(keep, PROPOSAL_INFLATION * jnp.maximum(lam, 1e-12), 1.0))
+    return (U * jnp.sqrt(jnp.where(keep, PROPOSAL_INFLATION * jnp.maximum(lam, 1e-12), 1.0))) @ U.T
 
 
 @lru_cache(maxsize=8)
