@@ -620,7 +620,8 @@ class BayesianMLP:
                 break
             out, used = trial, fitted
         ph, res, ess, (phi, _), _, _, _ = out
-        return (ph, res, ess, phi, steps, float(np.sqrt(s)), s < S and ds < MIN_STEP * S), used
+        reached = self.gamma0 if s == S else float(np.sqrt(s))
+        return (ph, res, ess, phi, steps, reached, s < S and ds < MIN_STEP * S), used
 
     def _refit(self, x, y, base, proposal, out):
         """Proposals fitted to the tilted second moments of the solution ``out`` (:func:`_fit_proposal`),
