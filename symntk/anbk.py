@@ -547,8 +547,8 @@ class BayesianMLP:
             start = jnp.asarray(warm_start, dtype=float)
             if start.shape != (self.depth, P, P):
                 raise DataError(f"warm_start must have shape {(self.depth, P, P)}, got {start.shape}")
-        (ph, res, ess, phi, steps, reached, stalled), proposal = self._continue(xj, yj, base, start, tol, int(max_steps),
-                                                                             adapt)
+        out, proposal = self._continue(xj, yj, base, start, tol, int(max_steps), adapt)
+        ph, res, ess, phi, steps, reached, stalled = out
         ph, phi, res, ess = np.asarray(ph), np.asarray(phi), float(res), np.asarray(ess)
         growth = self._growth(x, _proposal(base, *proposal), phi, ph)
         if reached == self.gamma0 and res <= tol and not np.any(growth >= 1):
