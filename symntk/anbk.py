@@ -218,8 +218,8 @@ def _newton(G, x0, tol, max_steps, min_ess):
     restarted GMRES (matrix-free: F' through ``jax.linearize`` of G) to relative accuracy
     min(0.1, r), then halves δ (at most LINE_SEARCH times) until the residual r = ‖F‖/‖G‖ falls
     and every layer keeps ESS ≥ ``min_ess``.  Stops when r ≤ tol, after ``max_steps`` steps, or when
-    no step is accepted (stalled).  Returns x, r, ESS per layer, auxiliary output, the number of
-    steps, whether it stalled, and whether x0 itself was rejected (non-finite or ESS < ``min_ess``)."""
+    no step is accepted (stalled).  Returns x, r (inf if x0 itself is non-finite or has ESS < ``min_ess``),
+    ESS per layer, auxiliary output and the number of steps."""
     def evaluate(x):
         g, aux, ess = G(x)
         r = jnp.linalg.norm(g - x) / jnp.maximum(jnp.linalg.norm(g), 1e-300)
@@ -249,7 +249,7 @@ def _newton(G, x0, tol, max_steps, min_ess):
 
     init = dict(k=0, x=x0, f=f0, r=r0, aux=aux0, ess=ess0, stalled=~jnp.isfinite(r0))
     s = jax.lax.while_loop(cond, body, init)
-    return s["x"], s["r"], s["ess"], s["aux"], s["k"], s["stalled"], ~jnp.isfinite(r0)
+    return s["x"], s["r"], s["ess"], s["aux"], s["k"]
 
 
 @partial(jax.jit, static_argnames=("mod",))
@@ -594,12 +594,11 @@ class BayesianMLP:
             s_new = S if ds >= S - s else s + ds
             (s0, p0), (s1, p1) = path[-2] if len(path) > 1 else (s - 1.0, path[-1][1] - slope), path[-1]
             prediction = p1 + (p1 - p0) * (s_new - s1) / (s1 - s0)
-            trial = solve(_proposal(base, *proposal), prediction, gamma0=np.sqrt(s_new),
-                          tol=tol if s_new == S else max(tol, ROUND_TOL))
+            tol_here = tol if s_new == S else max(tol, ROUND_TOL)
+            trial = solve(_proposal(base, *proposal), prediction, gamma0=np.sqrt(s_new), tol=tol_here)
             steps += int(trial[4])
             ess = np.asarray(trial[2])
-            converged = float(trial[1]) <= (tol if s_new == S else max(tol, ROUND_TOL))
-            if not converged or bool(trial[6]) or not np.all(ess >= ESS_DROP * ess_ref):
+            if not float(trial[1]) <= tol_here or not np.all(ess >= ESS_DROP * ess_ref):
                 ds /= 2
                 if ds < MIN_STEP * S:
                     break
@@ -619,14 +618,14 @@ class BayesianMLP:
             if not float(trial[1]) <= tol:
                 break
             out, used = trial, fitted
-        ph, res, ess, (phi, _), _, _, _ = out
+        ph, res, ess, (phi, _), _ = out
         reached = self.gamma0 if s == S else float(np.sqrt(s))
         return (ph, res, ess, phi, steps, reached, s < S and ds < MIN_STEP * S), used
 
     def _refit(self, x, y, base, proposal, out):
         """Proposals fitted to the tilted second moments of the solution ``out`` (:func:`_fit_proposal`),
         if at its Φ̂ they give every layer a higher minimum ESS than ``proposal``; and that ESS."""
-        ph, _, ess, (_, (M1, M)), *_ = out
+        ph, _, ess, (_, (M1, M)), _ = out
         fitted = (_fit_proposal(M1, ess[0]), jax.vmap(_fit_proposal)(M, ess[1:]))
         ess_fitted = _saddle_map(self._mod, x, y, _proposal(base, *fitted), ph, 0.0, self.beta)[2]
         if float(jnp.min(ess_fitted)) > float(jnp.min(ess)):
