@@ -23,7 +23,9 @@ lazy point Φ̂ = 0 (secant predictor, step length controlled by the corrector's
 ESS) with a Newton–Krylov corrector (GMRES on jvps of G, line search, one ``lax.while_loop``):
 fixed-point iteration, even Anderson-accelerated, diverges at moderate γ₀ even on the exact map
 (derivations/anbk.md, "Strong tilt").  After each step every layer's samples are redrawn from a
-Gaussian proposal fitted to the tilted second moment (:func:`_fit_proposal`).  It stops on the
+Gaussian proposal fitted to the tilted second moment (:func:`_fit_proposal`), and where layer 1's
+weights stay uneven its points are replaced by particles of its tilted law (resample-move,
+:func:`_particles`, with a telescoping control variate).  It stops on the
 stationarity residual ‖G(Φ̂) − Φ̂‖_F/‖G(Φ̂)‖_F (B5–B6; B4 holds by construction).  The min–max of
 paper Algorithm 1 reaches the same stationary point by gradient steps on S;
 benchmarks/bench_anbk.py compares them.
@@ -64,6 +66,9 @@ LINE_SEARCH = 6  # halvings of a Newton step tried
 ESS_DROP = 0.5  # a continuation step may lower a layer's ESS to this fraction of its value at the step's start
 MIN_STEP = 2.0**-8  # smallest continuation step, as a fraction of γ₀²: below it the branch is lost
 PROPOSAL_INFLATION = 1.2  # adapted proposals are this much wider than the tilted density's second moment
+PARTICLES = 1 / 8  # a layer whose ESS stays below this fraction of the samples after a refit is resampled and moved
+PCN_STEPS = 32  # MCMC steps of a resample-move
+PCN_ACCEPT = 0.3  # acceptance rate the MCMC step length is adapted towards
 
 
 @lru_cache(maxsize=None)
@@ -121,8 +126,12 @@ def _weights(f, logb, logb0, phi_hat):
 
 
 class _Samples(NamedTuple):
-    """Fixed normal points: layer 1 ``w`` (S, D), layers 2..L ``z`` (L−1, S, P); ``logb1``, ``logb``:
-    their log-weights for Gaussian averages (normalised); ``logb1_0``, ``logb_0``: the sampler's own."""
+    """Fixed points: layer 1 ``w`` (S, D), layers 2..L ``z`` (L−1, S, P); ``logb1``, ``logb``: their
+    log-weights for averages under N(0, I) (normalised); ``logb1_0``, ``logb_0``: the sampler's own.
+    Layer 1's control variate: Φ¹ = V(Kˣ) + ``anchor1`` + Σ_s (w_s − r_s) φφᵀ with r = e^``logr1``
+    the weights at the reference tilt — for Gaussian points r = b and anchor 0; for particles of the
+    tilted law at Φ̂ₖ (:func:`_move`) r is uniform and the anchor is the estimate of Φ¹ − V at Φ̂ₖ from
+    the points they replaced, so each set estimates only the change since Φ̂ₖ (a telescoping sum)."""
 
     w: jnp.ndarray
     logb1: jnp.ndarray
@@ -130,6 +139,8 @@ class _Samples(NamedTuple):
     logb: jnp.ndarray
     logb1_0: jnp.ndarray
     logb_0: jnp.ndarray
+    logr1: jnp.ndarray
+    anchor1: jnp.ndarray
 
 
 @jax.jit
@@ -143,30 +154,32 @@ def _proposal(base, R1, R):
 
     w, logb1 = move(base.w, base.logb1_0, R1)
     z, logb = jax.vmap(move)(base.z, base.logb_0, R)
-    return _Samples(w, logb1, z, logb, base.logb1_0, base.logb_0)
+    return _Samples(w, logb1, z, logb, base.logb1_0, base.logb_0, logb1, jnp.zeros_like(base.anchor1))
 
 
-def _forward(mod, x, smp, phi_hat, xt=None, xi=None):
+def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None):
     """B4 at Φ̂: kernels Φ (L, P, P), Cholesky factors C of Φ¹..Φᴸ⁻¹ (L−1, P, P), the weighted
     z-moments Σ(w − b)zzᵀ of layers 2..L, the ESS per layer, and with test inputs ``xt`` (Q, D) and
     their noise ``xi`` (L−1, S, Q) the test rows Φ(x_t, X) (L, Q, P) and diagonals (L, Q): test
     coordinates are Gaussian given the training ones (h_t = A h_X + s ξ), weights use training
-    coordinates only (theory/adaptive.md §aNBK)."""
+    coordinates only (theory/adaptive.md §aNBK); ``frozen`` = (points, weights) the layer-1 anchor
+    was summed from, for its test rows."""
     phi = mod.phi
     D = x.shape[1]
     h = smp.w @ x.T / np.sqrt(D)
     kx = _dot(x, x)
     f = phi(h)
-    w, b, ess = _weights(f, smp.logb1, smp.logb1_0, phi_hat[0])
-    dw = w - b
-    Phi = _layer_map(mod, kx) + (f * dw[:, None]).T @ f
+    w, _, ess = _weights(f, smp.logb1, smp.logb1_0, phi_hat[0])
+    dw = w - jnp.exp(smp.logr1)
+    Phi = _layer_map(mod, kx) + smp.anchor1 + (f * dw[:, None]).T @ f
     M1 = (smp.w * w[:, None]).T @ smp.w
     Phi = (Phi + Phi.T) / 2
     test = None
     if xt is not None:
         ft = phi(smp.w @ xt.T / np.sqrt(D))
         V, Vd = _rows_map(mod, jnp.sum(xt * xt, 1) / D, _dot(xt, x), jnp.diagonal(kx))
-        test = (V + (ft * dw[:, None]).T @ f, Vd + dw @ ft**2)
+        fh, fth = phi(frozen[0] @ x.T / np.sqrt(D)), phi(frozen[0] @ xt.T / np.sqrt(D))
+        test = (V + (ft * dw[:, None]).T @ f + (fth * frozen[1][:, None]).T @ fh, Vd + dw @ ft**2 + frozen[1] @ fth**2)
 
     def layer(carry, inp):
         prev, test = carry
@@ -266,8 +279,8 @@ def _solve(mod, x, y, smp, phi_hat0, gamma0, beta, tol, max_steps, min_ess):
 
 
 @partial(jax.jit, static_argnames=("mod",))
-def _test_rows(mod, x, smp, phi_hat, xt, xi):
-    return _forward(mod, x, smp, phi_hat, xt, xi)[4]
+def _test_rows(mod, x, smp, phi_hat, xt, xi, frozen):
+    return _forward(mod, x, smp, phi_hat, xt, xi, frozen)[4]
 
 
 def _nngp_layers(mod, kx, depth):
@@ -363,10 +376,8 @@ class Solution:
     model: "BayesianMLP"
     x_train: np.ndarray
     y_train: np.ndarray
-    proposal: tuple  # (R1, R): the Gaussian proposals the final samples were drawn from
-
-    def _samples(self):
-        return _proposal(self.model._samples(*self.x_train.shape), *self.proposal)
+    samples: _Samples  # the points the solution was solved on (test rows and densities reuse them)
+    frozen: tuple  # (points (S', D), weights (S',)): the layer-1 points and weights ``samples.anchor1`` sums
 
     def test_kernels(self, x_new, batch=256):
         """(Φˡ(x_new, X) (L, Q, P), Φˡ(x, x) (L, Q)) from the same samples, in batches of test points."""
@@ -374,13 +385,13 @@ class Solution:
         if x_new.shape[1] != self.x_train.shape[1]:
             raise DataError(f"x_new has {x_new.shape[1]} features, the training inputs {self.x_train.shape[1]}")
         m = self.model
-        smp = self._samples()
+        smp = self.samples
         rows, diags = [], []
         for i in range(0, len(x_new), batch):
             xt = x_new[i:i + batch]
             xi = np.random.default_rng([m.seed, 1, i]).standard_normal((m.depth - 1, smp.w.shape[0], len(xt)))
             r, d = _test_rows(m._mod, jnp.asarray(self.x_train), smp, jnp.asarray(self.phi_hat), jnp.asarray(xt),
-                              jnp.asarray(xi))
+                              jnp.asarray(xi), self.frozen)
             rows.append(np.asarray(r))
             diags.append(np.asarray(d))
         return np.concatenate(rows, 1), np.concatenate(diags, 1)
@@ -410,7 +421,7 @@ class Solution:
         if not (1 <= layer <= m.depth and 0 <= point < len(self.y_train)):
             raise DataError(f"layer must be in 1..{m.depth} and point in 0..{len(self.y_train) - 1}")
         x = self.x_train
-        smp = self._samples()
+        smp = self.samples
         if layer == 1:
             h, logb, var = np.asarray(smp.w) @ x.T / np.sqrt(x.shape[1]), np.asarray(smp.logb1), x[point] @ x[point] / x.shape[1]
         else:
@@ -513,9 +524,8 @@ class BayesianMLP:
                                 self.beta)
         G = np.asarray(G)
         res = float(np.linalg.norm(G - hats) / max(np.linalg.norm(G), 1e-300))
-        proposal = (jnp.eye(D), jnp.broadcast_to(jnp.eye(P), (self.depth - 1, P, P)))
         sol = Solution(phi, hats, "first_order", res, np.asarray(ess), 0, self._growth(x, smp, phi, hats), None, None,
-                       None, self, x, y, proposal)
+                       None, self, x, y, smp, _no_frozen(D))
         return sol if x_test is None else sol.with_test(x_test)
 
     def solve(self, x_train, y_train, x_test=None, tol=1e-6, max_steps=200, warm_start="perturbative", adapt=1,
@@ -527,10 +537,11 @@ class BayesianMLP:
         ``warm_start``: ``"perturbative"`` (the first-order Φ̂: the first prediction is exact to first
         order), ``"lazy"`` (Φ̂ = 0) or an array of Φ̂ (L, P, P) near the solution (e.g. a previous
         solution at a nearby γ₀): the first step tries it directly at γ₀.
-        ``adapt``: rounds of proposal adaptation at γ₀ — the samples of every layer are redrawn from a
-        Gaussian with the tilted second moment (× PROPOSAL_INFLATION) and the solve repeated, kept when
-        that raises the ESS; with ``adapt`` ≥ 1 the proposals are also refitted after every
-        continuation step, and ``adapt = 0`` keeps the plain N(0, I) samples throughout.
+        ``adapt``: rounds of point refreshes at γ₀ (:meth:`_refresh`: Gaussian proposals with the
+        tilted second moment × PROPOSAL_INFLATION where that raises a layer's ESS, layer-1 particles
+        of the tilted law where its ESS stays below PARTICLES × samples) with the solve repeated; with
+        ``adapt`` ≥ 1 the points are also refreshed after every continuation step, and ``adapt = 0``
+        keeps the plain N(0, I) samples throughout.
         ``throw``: raise :class:`ConvergenceError` (steps exhausted) or :class:`DivergentIntegralError`
         (``sampling_degenerate``) instead of returning a Solution with that ``result``.
         """
@@ -547,10 +558,10 @@ class BayesianMLP:
             start = jnp.asarray(warm_start, dtype=float)
             if start.shape != (self.depth, P, P):
                 raise DataError(f"warm_start must have shape {(self.depth, P, P)}, got {start.shape}")
-        out, proposal = self._continue(xj, yj, base, start, tol, int(max_steps), adapt)
+        out, (smp, frozen) = self._continue(xj, yj, base, start, tol, int(max_steps), adapt)
         ph, res, ess, phi, steps, reached, stalled = out
         ph, phi, res, ess = np.asarray(ph), np.asarray(phi), float(res), np.asarray(ess)
-        growth = self._growth(x, _proposal(base, *proposal), phi, ph)
+        growth = self._growth(x, smp, phi, ph)
         if reached == self.gamma0 and res <= tol and not np.any(growth >= 1):
             result = "successful"
         elif np.any(growth >= 1) or stalled and np.min(ess) < 4 * self.min_ess:
@@ -558,7 +569,7 @@ class BayesianMLP:
             # steps are routinely refused by it, and the sampled map is rough
         else:
             result = "max_steps_reached"
-        sol = Solution(phi, ph, result, res, ess, steps, growth, None, None, None, self, x, y, proposal)
+        sol = Solution(phi, ph, result, res, ess, steps, growth, None, None, None, self, x, y, smp, frozen)
         where = "" if reached == self.gamma0 else f" (the continuation reached gamma0 = {reached:.4g})"
         if throw and result == "sampling_degenerate":
             raise DivergentIntegralError(self._degenerate_message(sol) + where)
@@ -578,24 +589,23 @@ class BayesianMLP:
         ESS falls below ESS_DROP × its value at the step's start — the proposals then still fit the
         tilted law, whose importance weights would otherwise have unbounded variance long before the
         ESS shows it; a rejected step is halved, one that took ≤ 3 Newton steps is lengthened 1.5×.
-        With ``adapt`` ≥ 1 the proposals are refitted after every accepted step (kept if the ESS rises),
-        and ``adapt`` more rounds are solved at γ₀.  It stops early when Δs < MIN_STEP·γ₀² (stalled) or
+        With ``adapt`` ≥ 1 the points are refreshed after every accepted step (:meth:`_refresh`), and
+        ``adapt`` more rounds are solved at γ₀.  It stops early when Δs < MIN_STEP·γ₀² (stalled) or
         after ``max_steps`` Newton steps.  Returns ((Φ̂, residual, ESS, Φ, Newton steps, the γ₀ reached,
-        whether it stalled), the proposals of the returned solution)."""
-        S, L, P = self.gamma0**2, self.depth, len(y)
-        proposal = (jnp.eye(x.shape[1]), jnp.broadcast_to(jnp.eye(P), (L - 1, P, P)))
+        whether it stalled), (points, frozen layer-1 points) of the returned solution)."""
+        S, L = self.gamma0**2, self.depth
         solve = partial(_solve, self._mod, x, y, beta=self.beta, max_steps=NEWTON_STEPS, min_ess=self.min_ess)
         path = [(0.0, jnp.zeros_like(start))]
         slope = start / S if S > 0 else jnp.zeros_like(start)
         s, ds, steps, ess_ref = 0.0, S, 0, np.full(L, float(self.samples))
-        used = proposal
-        out = solve(_proposal(base, *proposal), path[0][1], gamma0=0.0, tol=np.inf)
+        pts = used = (base, _no_frozen(x.shape[1]))
+        out = solve(base, path[0][1], gamma0=0.0, tol=np.inf)
         while steps < max_steps:
             s_new = S if ds >= S - s else s + ds
             (s0, p0), (s1, p1) = path[-2] if len(path) > 1 else (s - 1.0, path[-1][1] - slope), path[-1]
             prediction = p1 + (p1 - p0) * (s_new - s1) / (s1 - s0)
             tol_here = tol if s_new == S else max(tol, ROUND_TOL)
-            trial = solve(_proposal(base, *proposal), prediction, gamma0=np.sqrt(s_new), tol=tol_here)
+            trial = solve(pts[0], prediction, gamma0=np.sqrt(s_new), tol=tol_here)
             steps += int(trial[4])
             ess = np.asarray(trial[2])
             if not float(trial[1]) <= tol_here or not np.all(ess >= ESS_DROP * ess_ref):
@@ -603,34 +613,50 @@ class BayesianMLP:
                 if ds < MIN_STEP * S:
                     break
                 continue
-            out, used, s = trial, proposal, s_new
+            out, used, s = trial, pts, s_new
             path.append((s, out[0]))
             if s == S:
                 break
-            proposal, ess_ref = self._refit(x, y, base, proposal, out) if adapt else (proposal, ess)
+            pts, ess_ref = self._refresh(x, y, base, pts, out, len(path)) if adapt else (pts, ess)
             ds *= 1.5 if int(trial[4]) <= 3 else 1.0
-        for _ in range(adapt if s == S else 0):
-            fitted, _ = self._refit(x, y, base, used, out)
-            if fitted is used:
+        for i in range(adapt if s == S else 0):
+            fresh, _ = self._refresh(x, y, base, used, out, len(path) + i)
+            if fresh is used:
                 break
-            trial = solve(_proposal(base, *fitted), out[0], gamma0=self.gamma0, tol=tol)
+            trial = solve(fresh[0], out[0], gamma0=self.gamma0, tol=tol)
             steps += int(trial[4])
             if not float(trial[1]) <= tol:
                 break
-            out, used = trial, fitted
+            out, used = trial, fresh
         ph, res, ess, (phi, _), _ = out
         reached = self.gamma0 if s == S else float(np.sqrt(s))
         return (ph, res, ess, phi, steps, reached, s < S and ds < MIN_STEP * S), used
 
-    def _refit(self, x, y, base, proposal, out):
-        """Proposals fitted to the tilted second moments of the solution ``out`` (:func:`_fit_proposal`),
-        if at its Φ̂ they give every layer a higher minimum ESS than ``proposal``; and that ESS."""
-        ph, _, ess, (_, (M1, M)), _ = out
-        fitted = (_fit_proposal(M1, ess[0]), jax.vmap(_fit_proposal)(M, ess[1:]))
-        ess_fitted = _saddle_map(self._mod, x, y, _proposal(base, *fitted), ph, 0.0, self.beta)[2]
-        if float(jnp.min(ess_fitted)) > float(jnp.min(ess)):
-            return fitted, np.asarray(ess_fitted)
-        return proposal, np.asarray(ess)
+    def _refresh(self, x, y, base, pts, out, step):
+        """New points (``pts`` = (samples, frozen layer-1 points)) for the solution ``out``, solved on
+        them: each layer's from the Gaussian proposal fitted to its tilted second moment
+        (:func:`_fit_proposal`) where that raises its ESS at out's Φ̂; where layer 1's ESS stays below
+        PARTICLES × samples, its points are frozen into the anchor and replaced by particles of its
+        tilted law (:func:`_particles`, keyed by ``seed`` and ``step``).  ``pts`` itself if neither
+        applies.  Returns (points, ESS per layer at out's Φ̂)."""
+        (smp, frozen), (ph, _, ess, (_, (M1, M)), _) = pts, out
+        ess = np.asarray(ess)
+        R1 = _fit_proposal(M1, ess[0])
+        fitted = _proposal(base, R1, jax.vmap(_fit_proposal)(M, ess[1:]))
+        ess_fit = np.asarray(_saddle_map(self._mod, x, y, fitted, ph, 0.0, self.beta)[2])
+        better, low = ess_fit > ess, max(ess_fit[0], ess[0]) < PARTICLES * self.samples
+        if not (better.any() or low):
+            return pts, ess
+        if low:
+            key = jax.random.fold_in(jax.random.PRNGKey(self.seed), step)
+            moved, frozen_new = _particles(self._mod.phi, key, smp, x, ph[0], R1)
+            smp = _select(np.arange(self.depth) == 0, moved, _select(better, fitted, smp))
+            frozen = tuple(jnp.concatenate(a) for a in zip(frozen, frozen_new))
+        elif better[0]:
+            smp, frozen = _select(better, fitted, smp), _no_frozen(x.shape[1])
+        else:
+            smp = _select(better, fitted, smp)
+        return (smp, frozen), np.asarray(_saddle_map(self._mod, x, y, smp, ph, 0.0, self.beta)[2])
 
     def _growth(self, x, smp, phi, phi_hat):
         """Per layer, max over unit directions of −φ∞ᵀΦ̂ˡφ∞ (nan for sublinear φ)."""
@@ -669,6 +695,69 @@ def _fit_proposal(M, ess):
     return (U * jnp.sqrt(jnp.where(keep, PROPOSAL_INFLATION * jnp.maximum(lam, 1e-12), 1.0))) @ U.T
 
 
+@partial(jax.jit, static_argnames=("phi",))
+def _move(phi, key, z, logb, B, phi_hat, R):
+    """Resample-move (a sequential Monte-Carlo step): particles of the tilted law
+    π(z) ∝ N(z; 0, I) e^{−t(z)/2}, t(z) = φ(Bz)ᵀΦ̂φ(Bz), from the weighted points ``z`` (S, d) with
+    log-weights ``logb`` under N(0, I): systematic resampling by the weights e^{logb − t/2}, then
+    PCN_STEPS steps of preconditioned Crank–Nicolson MCMC with reference N(0, R²) (R symmetric):
+    z' = √(1 − ρ²) z + ρRξ, accepted with probability min(1, e^{ℓ(z') − ℓ(z)}), ℓ = log π − log N(0, R²),
+    ρ adapted towards acceptance rate PCN_ACCEPT.  Returns the particles and their log-weights under
+    N(0, I) (t/2, normalised: the particles are π-distributed)."""
+    S = len(logb)
+    tilt = lambda z: jnp.sum((phi(z @ B.T) @ phi_hat) * phi(z @ B.T), 1)  # noqa: E731
+    Rinv = jnp.linalg.inv(R)
+
+    def ell(z):
+        u = z @ Rinv
+        return 0.5 * (jnp.sum(u * u, 1) - jnp.sum(z * z, 1) - tilt(z))
+
+    key, k = jax.random.split(key)
+    cdf = jnp.cumsum(jax.nn.softmax(logb - 0.5 * tilt(z)))
+    z = z[jnp.minimum(jnp.searchsorted(cdf, (jax.random.uniform(k) + jnp.arange(S)) / S), S - 1)]
+
+    def step(carry, k):
+        z, l, rho = carry
+        k1, k2 = jax.random.split(k)
+        new = jnp.sqrt(1 - rho**2) * z + rho * jax.random.normal(k1, z.shape) @ R
+        l_new = ell(new)
+        acc = jnp.log(jax.random.uniform(k2, (S,))) < jnp.where(jnp.isfinite(l_new), l_new - l, -jnp.inf)
+        rate = jnp.mean(acc)
+        rho = jnp.clip(rho * jnp.exp(rate - PCN_ACCEPT), 0.01, 0.99)
+        return (jnp.where(acc[:, None], new, z), jnp.where(acc, l_new, l), rho), None
+
+    z = jax.lax.scan(step, (z, ell(z), 0.5), jax.random.split(key, PCN_STEPS))[0][0]
+    t = 0.5 * tilt(z)
+    return z, t - jax.nn.logsumexp(t)
+
+
+@partial(jax.jit, static_argnames=("phi",))
+def _particles(phi, key, smp, x, phi_hat, R):
+    """Layer 1's points replaced by particles of its tilted law at Φ̂¹ = ``phi_hat`` (:func:`_move`,
+    h = Xw/√D), the old points frozen: the new anchor is the old anchor + Σ(w − r)φφᵀ at Φ̂¹ (so the
+    estimate of Φ¹ at Φ̂¹ is unchanged).  Returns (samples, (frozen points, their weights w − r))."""
+    B = x / np.sqrt(x.shape[1])
+    f = phi(smp.w @ B.T)
+    dw = _weights(f, smp.logb1, smp.logb1_0, phi_hat)[0] - jnp.exp(smp.logr1)
+    anchor = smp.anchor1 + (f * dw[:, None]).T @ f
+    w, logb1 = _move(phi, key, smp.w, smp.logb1, B, phi_hat, R)
+    uniform = jnp.full(len(w), -np.log(len(w)))
+    return smp._replace(w=w, logb1=logb1, logb1_0=uniform, logr1=uniform, anchor1=(anchor + anchor.T) / 2), (smp.w, dw)
+
+
+def _no_frozen(D):
+    """No frozen layer-1 points (points of Gaussian proposals estimate Φ¹ − V alone)."""
+    return jnp.zeros((0, D)), jnp.zeros(0)
+
+
+def _select(flags, a, b):
+    """Per layer ℓ, the points of ``a`` where flags[ℓ − 1], else those of ``b``."""
+    def pick(name, u, v):
+        f = flags[0] if name in ("w", "logb1", "logb1_0", "logr1", "anchor1") else np.asarray(flags[1:])
+        return jnp.where(np.reshape(f, np.shape(f) + (1,) * (u.ndim - np.ndim(f))), u, v)
+    return _Samples(*(pick(n, u, v) for n, u, v in zip(_Samples._fields, a, b)))
+
+
 @lru_cache(maxsize=8)
 def _cached_samples(sampler, n, D, P, depth, seed):
     """The fixed normal points of one problem (common random numbers for every iteration and test batch)."""
@@ -678,4 +767,4 @@ def _cached_samples(sampler, n, D, P, depth, seed):
     logb = np.stack([b for _, b in layers]) if layers else np.zeros((0, len(w)))
     if z.shape[1:2] != w.shape[:1]:
         raise DataError(f"gauss-hermite grids of dimension D = {D} and P = {P} have different sizes; use equal D and P")
-    return _Samples(*(jnp.asarray(a) for a in (w, logb1, z, logb, logb1, logb)))
+    return _Samples(*(jnp.asarray(a) for a in (w, logb1, z, logb, logb1, logb, logb1, np.zeros((P, P)))))
