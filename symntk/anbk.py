@@ -576,7 +576,9 @@ class BayesianMLP:
         if throw and result == "max_steps_reached":
             raise ConvergenceError(
                 f"the aNBK saddle point was not reached after {steps} Newton steps{where}: the continuation "
-                + ("stalled (steps below gamma0²/256); " if stalled else "ran out of max_steps; ")
+                + ("stalled (steps below gamma0²/256: with the ESS well above min_ess, usually a fold of the sampled "
+                   "map's branch, which more samples move to larger gamma0, derivations/anbk.md); " if stalled
+                   else "ran out of max_steps; ")
                 + f"stationarity residual {res:.2g} (tol = {tol:g}), gamma0 = {self.gamma0}; use more samples, "
                 "raise max_steps, or a smaller gamma0")
         return sol if x_test is None else sol.with_test(x_test)
