@@ -125,6 +125,14 @@ def _weights(f, logb, logb0, phi_hat):
     return jnp.exp(logw), jnp.exp(logb), len(logb) / jnp.sum(jnp.exp(2 * logw - logb0))
 
 
+def _layer1(phi, x, smp, phi_hat):
+    """Layer 1 at Φ̂¹ = ``phi_hat``: φ(Xw/√D) (S, P), the tilted weights w, the control variate's
+    weight differences w − r (r = e^``logr1``, the weights at the reference tilt) and the ESS."""
+    f = phi(smp.w @ x.T / np.sqrt(x.shape[1]))
+    w, _, ess = _weights(f, smp.logb1, smp.logb1_0, phi_hat)
+    return f, w, w - jnp.exp(smp.logr1), ess
+
+
 class _Samples(NamedTuple):
     """Fixed points: layer 1 ``w`` (S, D), layers 2..L ``z`` (L−1, S, P); ``logb1``, ``logb``: their
     log-weights for averages under N(0, I) (normalised); ``logb1_0``, ``logb_0``: the sampler's own.
@@ -166,11 +174,8 @@ def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None):
     was summed from, for its test rows."""
     phi = mod.phi
     D = x.shape[1]
-    h = smp.w @ x.T / np.sqrt(D)
     kx = _dot(x, x)
-    f = phi(h)
-    w, _, ess = _weights(f, smp.logb1, smp.logb1_0, phi_hat[0])
-    dw = w - jnp.exp(smp.logr1)
+    f, w, dw, ess = _layer1(phi, x, smp, phi_hat[0])
     Phi = _layer_map(mod, kx) + smp.anchor1 + (f * dw[:, None]).T @ f
     M1 = (smp.w * w[:, None]).T @ smp.w
     Phi = (Phi + Phi.T) / 2
@@ -649,16 +654,15 @@ class BayesianMLP:
         better, low = ess_fit > ess, max(ess_fit[0], ess[0]) < PARTICLES * self.samples
         if not (better.any() or low):
             return pts, ess
+        new = _select(better, fitted, smp)
         if low:
             key = jax.random.fold_in(jax.random.PRNGKey(self.seed), step)
             moved, frozen_new = _particles(self._mod.phi, key, smp, x, ph[0], R1)
-            smp = _select(np.arange(self.depth) == 0, moved, _select(better, fitted, smp))
+            new = _select(np.arange(self.depth) == 0, moved, new)
             frozen = tuple(jnp.concatenate(a) for a in zip(frozen, frozen_new))
         elif better[0]:
-            smp, frozen = _select(better, fitted, smp), _no_frozen(x.shape[1])
-        else:
-            smp = _select(better, fitted, smp)
-        return (smp, frozen), np.asarray(_saddle_map(self._mod, x, y, smp, ph, 0.0, self.beta)[2])
+            frozen = _no_frozen(x.shape[1])
+        return (new, frozen), np.asarray(_saddle_map(self._mod, x, y, new, ph, 0.0, self.beta)[2])
 
     def _growth(self, x, smp, phi, phi_hat):
         """Per layer, max over unit directions of −φ∞ᵀΦ̂ˡφ∞ (nan for sublinear φ)."""
@@ -707,7 +711,10 @@ def _move(phi, key, z, logb, B, phi_hat, R):
     ρ adapted towards acceptance rate PCN_ACCEPT.  Returns the particles and their log-weights under
     N(0, I) (t/2, normalised: the particles are π-distributed)."""
     S = len(logb)
-    tilt = lambda z: jnp.sum((phi(z @ B.T) @ phi_hat) * phi(z @ B.T), 1)  # noqa: E731
+    def tilt(z):
+        f = phi(z @ B.T)
+        return jnp.sum((f @ phi_hat) * f, 1)
+
     Rinv = jnp.linalg.inv(R)
 
     def ell(z):
@@ -738,11 +745,9 @@ def _particles(phi, key, smp, x, phi_hat, R):
     """Layer 1's points replaced by particles of its tilted law at Φ̂¹ = ``phi_hat`` (:func:`_move`,
     h = Xw/√D), the old points frozen: the new anchor is the old anchor + Σ(w − r)φφᵀ at Φ̂¹ (so the
     estimate of Φ¹ at Φ̂¹ is unchanged).  Returns (samples, (frozen points, their weights w − r))."""
-    B = x / np.sqrt(x.shape[1])
-    f = phi(smp.w @ B.T)
-    dw = _weights(f, smp.logb1, smp.logb1_0, phi_hat)[0] - jnp.exp(smp.logr1)
+    f, _, dw, _ = _layer1(phi, x, smp, phi_hat)
     anchor = smp.anchor1 + (f * dw[:, None]).T @ f
-    w, logb1 = _move(phi, key, smp.w, smp.logb1, B, phi_hat, R)
+    w, logb1 = _move(phi, key, smp.w, smp.logb1, x / np.sqrt(x.shape[1]), phi_hat, R)
     uniform = jnp.full(len(w), -np.log(len(w)))
     return smp._replace(w=w, logb1=logb1, logb1_0=uniform, logr1=uniform, anchor1=(anchor + anchor.T) / 2), (smp.w, dw)
 

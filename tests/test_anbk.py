@@ -102,15 +102,21 @@ def test_strong_tilt_follows_the_exact_deep_linear_branch():
     assert np.all(np.abs(quad.mean(0) - exact.phi @ y @ y / (y @ y)) <= 5 * quad.std(0, ddof=1) / np.sqrt(len(runs)))
 
 
-def _tanh_depth1_reference(x, y, gamma0, beta, nodes=120):
-    """The depth-1 tanh saddle point by tensor Gauss–Hermite quadrature over w ∈ R² and a root
-    finder, independent of the solver: Φ = E_w[φφᵀ e^{½γ₀²(a·φ)²}]/E_w[e^{½γ₀²(a·φ)²}], φ = tanh(Xw/√D),
-    a = (Φ + β⁻¹I)⁻¹y."""
-    from scipy.optimize import fsolve
+def _tanh_tilted_moment(x, tilt, nodes=120):
+    """E_w[φφᵀ e^{−½φᵀΦ̂φ}]/E_w[e^{−½φᵀΦ̂φ}] for φ = tanh(Xw/√2), w ~ N(0, I₂), Φ̂ = ``tilt``, by tensor
+    Gauss–Hermite quadrature (independent of the solver's samplers)."""
     t, wt = np.polynomial.hermite_e.hermegauss(nodes)
     w = np.stack(np.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2)
-    wt = np.outer(wt, wt).ravel()
-    f = np.tanh(w @ x.T / np.sqrt(x.shape[1]))
+    f = np.tanh(w @ x.T / np.sqrt(2))
+    lw = -0.5 * np.sum((f @ tilt) * f, 1)
+    p = np.outer(wt, wt).ravel() * np.exp(lw - lw.max())
+    return (f * p[:, None]).T @ f / p.sum()
+
+
+def _tanh_depth1_reference(x, y, gamma0, beta):
+    """The depth-1 tanh saddle point (D = 2) by quadrature and a root finder, independent of the
+    solver: Φ = E_w[φφᵀ e^{½γ₀²(a·φ)²}]/E_w[e^{½γ₀²(a·φ)²}], a = (Φ + β⁻¹I)⁻¹y."""
+    from scipy.optimize import fsolve
     P, iu = len(y), np.triu_indices(len(y))
 
     def kernel(v):
@@ -120,11 +126,9 @@ def _tanh_depth1_reference(x, y, gamma0, beta, nodes=120):
 
     def residual(v):
         a = np.linalg.solve(kernel(v) + np.eye(P) / beta, y)
-        lw = 0.5 * gamma0**2 * (f @ a) ** 2
-        p = wt * np.exp(lw - lw.max())
-        return ((f * p[:, None]).T @ f / p.sum())[iu] - v
+        return _tanh_tilted_moment(x, -gamma0**2 * np.outer(a, a))[iu] - v
 
-    return kernel(fsolve(residual, ((f * wt[:, None]).T @ f / wt.sum())[iu], xtol=1e-13))
+    return kernel(fsolve(residual, _tanh_tilted_moment(x, np.zeros((P, P)))[iu], xtol=1e-13))
 
 
 def test_particles_of_the_tilted_law_continue_the_estimate(monkeypatch):
@@ -165,13 +169,7 @@ def test_resample_move_keeps_the_anchor_and_samples_the_tilted_law():
     hat = jnp.array([[-3.0, 1.0, 0.5], [1.0, -2.0, 0.0], [0.5, 0.0, 1.0]])
     hat2 = 1.3 * hat
     est = lambda smp, h: np.asarray(anbk._forward(m._mod, xj, smp, h[None])[0][0])  # noqa: E731
-    t, wt = np.polynomial.hermite_e.hermegauss(120)
-    w = np.stack(np.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2)
-    f = np.tanh(w @ x.T / np.sqrt(2))
-    exact = []
-    for h in (hat2, hat):
-        p = np.outer(wt, wt).ravel() * np.exp(-0.5 * np.sum((f @ np.asarray(h)) * f, 1))
-        exact.append((f * p[:, None]).T @ f / p.sum())
+    exact = [_tanh_tilted_moment(x, np.asarray(h)) for h in (hat2, hat)]
     runs, R = [], jnp.diag(jnp.array([1.4, 0.7]))  # a reference Gaussian other than N(0, I)
     for k in range(4):
         moved, frozen = anbk._particles(m._mod.phi, jax.random.PRNGKey(k), base, xj, hat, R)
