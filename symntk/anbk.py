@@ -15,9 +15,7 @@ The saddle point is a fixed point of the dual kernels Φ̂ = (Φ̂¹..Φ̂ᴸ) u
 2. backward: Φ̂ᴸ = −γ₀² a aᵀ, a = (Φᴸ + β⁻¹I)⁻¹y (B6), and for ℓ < L (B5, with Φˡ = CCᵀ the
    covariance of layer ℓ + 1 and its samples z)
 
-       Φ̂ˡ = C⁻ᵀ(Σ_s (b_s − w_s) z_s z_sᵀ)C⁻¹   (= (Φˡ)⁻¹ − (Φˡ)⁻¹⟨hhᵀ⟩(Φˡ)⁻¹ with ⟨zzᵀ⟩_b for I),
-
-   whose first order in the tilt is evaluated exactly, 𝓗ᵀ[Φ̂ˡ⁺¹] (Stein and Price: :func:`_b5_moments`).
+       Φ̂ˡ = C⁻ᵀ(Σ_s (b_s − w_s) z_s z_sᵀ)C⁻¹   (= (Φˡ)⁻¹ − (Φˡ)⁻¹⟨hhᵀ⟩(Φˡ)⁻¹ with ⟨zzᵀ⟩_b for I).
 
 The samples are drawn once per proposal (common random numbers: G is then a smooth deterministic
 map), scrambled Sobol points by default.  Φ̂ = G(Φ̂) is solved by continuation in s = γ₀² from the
@@ -118,23 +116,11 @@ def _rows_map(mod, q_t, c, q_x):
     return mod.dual(q_t[:, None], c, q_x[None, :])[0], mod.diagonal(mod.features(q_t))[0]
 
 
-def _layer_map_vjp(mod, sigma, m):
-    """𝓗ᵀ[M] = ∂tr(M V(Σ))/∂Σ (symmetric): the transposed Jacobian of the layer map, which by Price's
-    theorem is ½E[∇²_h(φᵀMφ)], h ~ N(0, Σ) — the linear response of B5 to the next layer's tilt."""
-    out = jax.vjp(partial(_layer_map, mod), sigma)[1](m)[0]
-    return (out + out.T) / 2
-
-
-def _tilt(f, phi_hat):
-    """t_s = φ(h_s)ᵀΦ̂φ(h_s) for the rows of f (S, P)."""
-    return jnp.sum((f @ phi_hat) * f, axis=1)
-
-
-def _weights(t, logb, logb0):
-    """(w, b): the tilted weights w ∝ b e^{−t/2} (log-sum-exp) and the Gaussian ones b, both
+def _weights(f, logb, logb0, phi_hat):
+    """(w, b): the tilted weights w ∝ b e^{−½fᵀΦ̂f} (log-sum-exp) and the Gaussian ones b, both
     normalised, and the effective sample size S/Σ_s (w_s²/b0_s) against the sampler's own weights b0
     (= 1/Σ w² for equal b0 = 1/S: the count of equally weighted samples the estimate is worth)."""
-    logw = logb - 0.5 * t
+    logw = logb - 0.5 * jnp.sum((f @ phi_hat) * f, axis=1)
     logw = logw - jax.nn.logsumexp(logw)
     return jnp.exp(logw), jnp.exp(logb), len(logb) / jnp.sum(jnp.exp(2 * logw - logb0))
 
@@ -143,7 +129,7 @@ def _layer1(phi, x, smp, phi_hat):
     """Layer 1 at Φ̂¹ = ``phi_hat``: φ(Xw/√D) (S, P), the tilted weights w, the control variate's
     weight differences w − r (r = e^``logr1``, the weights at the reference tilt) and the ESS."""
     f = phi(smp.w @ x.T / np.sqrt(x.shape[1]))
-    w, _, ess = _weights(_tilt(f, phi_hat), smp.logb1, smp.logb1_0)
+    w, _, ess = _weights(f, smp.logb1, smp.logb1_0, phi_hat)
     return f, w, w - jnp.exp(smp.logr1), ess
 
 
@@ -180,8 +166,8 @@ def _proposal(base, R1, R):
 
 
 def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None):
-    """B4 at Φ̂: kernels Φ (L, P, P), Cholesky factors C of Φ¹..Φᴸ⁻¹ (L−1, P, P), B5's
-    z-moments of layers 2..L (:func:`_b5_moments`), the ESS per layer, and with test inputs ``xt`` (Q, D) and
+    """B4 at Φ̂: kernels Φ (L, P, P), Cholesky factors C of Φ¹..Φᴸ⁻¹ (L−1, P, P), the weighted
+    z-moments Σ(w − b)zzᵀ of layers 2..L, the ESS per layer, and with test inputs ``xt`` (Q, D) and
     their noise ``xi`` (L−1, S, Q) the test rows Φ(x_t, X) (L, Q, P) and diagonals (L, Q): test
     coordinates are Gaussian given the training ones (h_t = A h_X + s ξ), weights use training
     coordinates only (theory/adaptive.md §aNBK); ``frozen`` = (points, weights) the layer-1 anchor
@@ -206,11 +192,10 @@ def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None):
         C = jnp.linalg.cholesky(prev)
         h = z @ C.T
         f = phi(h)
-        t = _tilt(f, ph)
-        w, b, ess = _weights(t, logb, logb0)
+        w, b, ess = _weights(f, logb, logb0, ph)
         dw = w - b
         Phi = _layer_map(mod, prev) + (f * dw[:, None]).T @ f
-        zz = ((z * w[:, None]).T @ z,) + _b5_moments(mod, z, w, b, t, prev, ph)
+        zz = ((z * w[:, None]).T @ z, (z * dw[:, None]).T @ z)
         if test is not None:
             rows, diag = test
             W = solve_triangular(C, rows.T, lower=True)  # (P, Q): A h_X = z W
@@ -222,29 +207,19 @@ def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None):
 
     L = phi_hat.shape[0]
     if L == 1:
-        stack, none = (lambda a: a[None]), jnp.zeros((0,) + kx.shape)  # noqa: E731
-        return (stack(Phi), none, (none, none), stack(ess), None if test is None else tuple(map(stack, test)),
-                (M1, none))
+        stack = lambda a: a[None]  # noqa: E731
+        return (stack(Phi), jnp.zeros((0,) + kx.shape), jnp.zeros((0,) + kx.shape), stack(ess),
+                None if test is None else tuple(map(stack, test)), (M1, jnp.zeros((0,) + kx.shape)))
     xs = (smp.z, smp.logb, smp.logb_0, phi_hat[1:], xi if xi is not None else jnp.zeros((L - 1, 0)))
-    _, (Phis, Cs, (M, *zz), esss, tests) = jax.lax.scan(layer, (Phi, test), xs)
+    _, (Phis, Cs, (M, zz), esss, tests) = jax.lax.scan(layer, (Phi, test), xs)
     Phis = jnp.concatenate([Phi[None], (Phis + jnp.swapaxes(Phis, 1, 2)) / 2])
     if test is not None:
         test = tuple(jnp.concatenate([a[None], b]) for a, b in zip(test, tests))
-    return Phis, Cs, tuple(zz), jnp.concatenate([ess[None], esss]), test, (M1, M)
-
-
-def _b5_moments(mod, z, w, b, t, sigma, phi_hat):
-    """B5's z-moments with a control variate: (Σ_s (w_s − b_s + ½b_s(t_s − t̄))z_sz_sᵀ, 𝓗ᵀ[Φ̂]) for the
-    samples h = Cz of N(0, Σ), tilts t, t̄ = Σ_s b_s t_s.  The first order of w − b in Φ̂, −½b(t − t̄),
-    has the exact mean −Cᵀ𝓗ᵀ[Φ̂]C (Stein: E[(zzᵀ − I)g] = E[∇²g]; Price: E[∇²_h t] = 2𝓗ᵀ[Φ̂]), so
-    Σ(w − b)zzᵀ ≈ first − Cᵀ(second)C, whose sampling error is second order in the tilt."""
-    cv = w - b + 0.5 * b * (t - b @ t)
-    return (z * cv[:, None]).T @ z, _layer_map_vjp(mod, sigma, phi_hat)
+    return Phis, Cs, zz, jnp.concatenate([ess[None], esss]), test, (M1, M)
 
 
 def _dual_kernels(Phis, Cs, zz, y, gamma0, beta):
-    """B5–B6: Φ̂ˡ = 𝓗ᵀ[Φ̂ˡ⁺¹] − C⁻ᵀ(Σ(w − b + ½b(t − t̄))zzᵀ)C⁻¹ (ℓ < L; ``zz`` = (the sums, 𝓗ᵀ[Φ̂ˡ⁺¹])),
-    Φ̂ᴸ = −γ₀² aaᵀ with a = (Φᴸ + β⁻¹I)⁻¹y."""
+    """B5–B6: Φ̂ˡ = −C⁻ᵀ(Σ(w − b)zzᵀ)C⁻¹ (ℓ < L), Φ̂ᴸ = −γ₀² aaᵀ with a = (Φᴸ + β⁻¹I)⁻¹y."""
     a = jnp.linalg.solve(Phis[-1] + jnp.eye(len(y)) / beta, y)
     last = -gamma0**2 * jnp.outer(a, a)
 
@@ -253,7 +228,7 @@ def _dual_kernels(Phis, Cs, zz, y, gamma0, beta):
         out = solve_triangular(C.T, left.T, lower=False).T  # (C⁻ᵀ leftᵀ)ᵀ = left C⁻¹
         return (out + out.T) / 2
 
-    return jnp.concatenate([jax.vmap(sandwich)(Cs, zz[0]) + zz[1], last[None]])
+    return jnp.concatenate([jax.vmap(sandwich)(Cs, zz), last[None]])
 
 
 def _newton(G, x0, tol, max_steps, min_ess):
@@ -338,7 +313,8 @@ def _first_order(mod, x, y, smp, gamma0, beta):
     a = jnp.linalg.solve(Phi0[-1] + jnp.eye(len(y)) / beta, y)
     hats = [-gamma0**2 * jnp.outer(a, a)]
     for ell in range(L - 1, 0, -1):  # Φ̂ˡ from Φ̂ˡ⁺¹ through the layer map of layer ℓ + 1
-        hats.insert(0, _layer_map_vjp(mod, Phi0[ell - 1], hats[0]))
+        hats.insert(0, jax.vjp(V, Phi0[ell - 1])[1](hats[0])[0])
+    hats = [(m + m.T) / 2 for m in hats]
     D = x.shape[1]
     d_phi, prev = [], jnp.zeros_like(kx)
     for ell in range(L):
@@ -350,7 +326,7 @@ def _first_order(mod, x, y, smp, gamma0, beta):
             lin = jax.jvp(V, (Phi0[ell - 1],), (prev,))[1]
         f = mod.phi(h)
         b = jnp.exp(logb)
-        t = _tilt(f, hats[ell])
+        t = jnp.sum((f @ hats[ell]) * f, axis=1)
         cov = (f * (b * (t - b @ t))[:, None]).T @ f
         prev = lin - 0.5 * (cov + cov.T) / 2
         d_phi.append(prev)
@@ -735,7 +711,9 @@ def _move(phi, key, z, logb, B, phi_hat, R):
     ρ adapted towards acceptance rate PCN_ACCEPT.  Returns the particles and their log-weights under
     N(0, I) (t/2, normalised: the particles are π-distributed)."""
     S = len(logb)
-    tilt = lambda z: _tilt(phi(z @ B.T), phi_hat)  # noqa: E731
+    def tilt(z):
+        f = phi(z @ B.T)
+        return jnp.sum((f @ phi_hat) * f, 1)
 
     Rinv = jnp.linalg.inv(R)
 
