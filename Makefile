@@ -11,11 +11,11 @@ demo:
 
 test:
 	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[test,gpytorch]"
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 test-slow:
 	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[test,gpytorch]"
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal -m slow
 
 # neural-tangents pins an older JAX: its own virtual environment, .venv-nt.
 test-neural-tangents:

@@ -13,6 +13,7 @@ Strategies, tried in order and recorded in ``method`` (theory/lazy.md L1–L5):
 """
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from dataclasses import dataclass, field
@@ -353,7 +354,7 @@ def derive(act, n_terms: int = DEFAULT_TERMS, cache: bool = True, refresh: bool 
     d = dict(method=method, nngp_expr=V, ntk_expr=Vd, order=k, steps=steps, conditions=conds, n_terms=n,
              kinks=kinks, small_variance=small, key=key)
     if cache:
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
             pickle.dump(d, f)
         tmp.replace(path)
