@@ -3,8 +3,20 @@ import sys
 import tempfile
 import warnings
 
-import jax
-import pytest
+
+def _pin_xdist_worker():
+    """Under pytest-xdist, worker i of n keeps every n-th CPU from the i-th.  Unpinned, each worker's
+    XLA sizes its thread pool to the whole machine and they oversubscribe it: the depth-2 DMFT test
+    took 313 s beside another worker against 65 s pinned to one core (2-core container)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker and hasattr(os, "sched_setaffinity"):
+        cpus, i = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw"))
+        os.sched_setaffinity(0, cpus[i::count] or [cpus[i % len(cpus)]])
+
+
+_pin_xdist_worker()  # before JAX starts its backend (and so its thread pools)
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 os.environ.setdefault("SYMNTK_CACHE", tempfile.mkdtemp(prefix="symntk-test-cache-"))
 # XLA's persistent compilation cache, inside the run's own (fresh) cache directory: a program compiled
