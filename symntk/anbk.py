@@ -116,11 +116,16 @@ def _rows_map(mod, q_t, c, q_x):
     return mod.dual(q_t[:, None], c, q_x[None, :])[0], mod.diagonal(mod.features(q_t))[0]
 
 
+def _tilt(f, phi_hat):
+    """t_s = φ(h_s)ᵀΦ̂φ(h_s) for the rows φ(h_s) of f (..., P): the exponent of the tilt e^{−t/2} (B4)."""
+    return jnp.sum((f @ phi_hat) * f, axis=-1)
+
+
 def _weights(f, logb, logb0, phi_hat):
     """(w, b): the tilted weights w ∝ b e^{−½fᵀΦ̂f} (log-sum-exp) and the Gaussian ones b, both
     normalised, and the effective sample size S/Σ_s (w_s²/b0_s) against the sampler's own weights b0
     (= 1/Σ w² for equal b0 = 1/S: the count of equally weighted samples the estimate is worth)."""
-    logw = logb - 0.5 * jnp.sum((f @ phi_hat) * f, axis=1)
+    logw = logb - 0.5 * _tilt(f, phi_hat)
     logw = logw - jax.nn.logsumexp(logw)
     return jnp.exp(logw), jnp.exp(logb), len(logb) / jnp.sum(jnp.exp(2 * logw - logb0))
 
@@ -149,6 +154,9 @@ class _Samples(NamedTuple):
     logb_0: jnp.ndarray
     logr1: jnp.ndarray
     anchor1: jnp.ndarray
+
+
+LAYER1_FIELDS = ("w", "logb1", "logb1_0", "logr1", "anchor1")  # _Samples' layer-1 fields; the rest stack layers 2..L
 
 
 @jax.jit
@@ -326,7 +334,7 @@ def _first_order(mod, x, y, smp, gamma0, beta):
             lin = jax.jvp(V, (Phi0[ell - 1],), (prev,))[1]
         f = mod.phi(h)
         b = jnp.exp(logb)
-        t = jnp.sum((f @ hats[ell]) * f, axis=1)
+        t = _tilt(f, hats[ell])
         cov = (f * (b * (t - b @ t))[:, None]).T @ f
         prev = lin - 0.5 * (cov + cov.T) / 2
         d_phi.append(prev)
@@ -337,7 +345,7 @@ def _first_order(mod, x, y, smp, gamma0, beta):
 def _tilt_growth(phi_inf, B, phi_hat, Z, steps=200):
     """max over unit u of −φ∞(Bu)ᵀΦ̂φ∞(Bu): the best of the directions Z/|Z| refined by ``steps`` of
     projected gradient ascent on the sphere from the 8 best."""
-    g = lambda u: -jnp.sum((phi_inf(u @ B.T) @ phi_hat) * phi_inf(u @ B.T), axis=-1)  # noqa: E731
+    g = lambda u: -_tilt(phi_inf(u @ B.T), phi_hat)  # noqa: E731
     U = Z / jnp.linalg.norm(Z, axis=1, keepdims=True)
     best = U[jnp.argsort(-g(U))[:8]]
     grad = jax.vmap(jax.grad(lambda u: g(u[None])[0]))
@@ -433,7 +441,7 @@ class Solution:
             C = np.linalg.cholesky(self.phi[layer - 2])
             h, logb, var = np.asarray(smp.z[layer - 2]) @ C.T, np.asarray(smp.logb[layer - 2]), self.phi[layer - 2][point, point]
         f = np.asarray(m._mod.phi(h))
-        logw = logb - 0.5 * np.sum((f @ self.phi_hat[layer - 1]) * f, axis=1)
+        logw = logb - 0.5 * np.asarray(_tilt(f, self.phi_hat[layer - 1]))
         w = np.exp(logw - np.logaddexp.reduce(logw))
         dens, edges = np.histogram(h[:, point], bins=bins, weights=w, density=True)
         centres = (edges[1:] + edges[:-1]) / 2
@@ -711,9 +719,7 @@ def _move(phi, key, z, logb, B, phi_hat, R):
     ρ adapted towards acceptance rate PCN_ACCEPT.  Returns the particles and their log-weights under
     N(0, I) (t/2, normalised: the particles are π-distributed)."""
     S = len(logb)
-    def tilt(z):
-        f = phi(z @ B.T)
-        return jnp.sum((f @ phi_hat) * f, 1)
+    tilt = lambda z: _tilt(phi(z @ B.T), phi_hat)  # noqa: E731
 
     Rinv = jnp.linalg.inv(R)
 
@@ -760,7 +766,7 @@ def _no_frozen(D):
 def _select(flags, a, b):
     """Per layer ℓ, the points of ``a`` where flags[ℓ − 1], else those of ``b``."""
     def pick(name, u, v):
-        f = flags[0] if name in ("w", "logb1", "logb1_0", "logr1", "anchor1") else np.asarray(flags[1:])
+        f = flags[0] if name in LAYER1_FIELDS else np.asarray(flags[1:])
         return jnp.where(np.reshape(f, np.shape(f) + (1,) * (u.ndim - np.ndim(f))), u, v)
     return _Samples(*(pick(n, u, v) for n, u, v in zip(_Samples._fields, a, b)))
 
