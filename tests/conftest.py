@@ -35,3 +35,9 @@ def _release_compiled_code():
     ``backend_compile_and_load``) in a late module once the aNBK Newton solver added its own."""
     yield
     jax.clear_caches()
+
+
+def pytest_collection_modifyitems(items):
+    """The notebooks first (minutes each, against seconds for most tests), so that the pytest-xdist
+    workers share the rest evenly instead of one of them starting a notebook last."""
+    items.sort(key=lambda item: item.path.name != "test_notebooks.py")

@@ -66,7 +66,8 @@ def test_importance_sampler_is_unbiased_at_zero_tilt():
     assert np.max(np.abs(est - V) / se) < 5
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3])
+# depth 3 (39 s in CI) in make test-slow: depth 1 (no scan) and 2 (one scan step) run every code path.
+@pytest.mark.parametrize("depth", [1, 2, pytest.param(3, marks=pytest.mark.slow)])
 def test_linear_phi_is_the_exact_deep_linear_solution(depth):
     """φ(h) = h against the exact D6 solver: to 1e-5 with Gauss–Hermite (P = D = 2), and with QMC
     within 5 standard errors of the spread over four scrambles (≈1e-4 here)."""
