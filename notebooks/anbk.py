@@ -17,8 +17,9 @@
 # kernel–label alignment against γ₀ layer by layer; and, on a small ReLU problem, the non-Gaussian
 # pre-activation densities of theory and networks.
 #
-# Run as a script (`python notebooks/anbk.py`, what CI does with small settings; `--full` uses more
-# points, samples and wider networks) or open with `jupytext --to notebook notebooks/anbk.py`.
+# Run as a script (`python notebooks/anbk.py`, what CI does with small settings: one training-set
+# size; `--full` draws the curve against P, with more samples and wider networks) or open with
+# `jupytext --to notebook notebooks/anbk.py`.
 # Figures go to `notebooks/figures/`.  The importance sampler of the single-site densities works
 # while the last layer's tilt is moderate (γ₀²·aᵀΦa of order a few): at β = 5 on digits up to
 # γ₀ ≈ 0.2 for tanh; beyond that the solver reports `sampling_degenerate` (derivations/anbk.md).
@@ -52,7 +53,7 @@ START = time.perf_counter()
 # temperature 1/β).  The network's curve should follow the aNBK, not the NNGPK, where they differ.
 
 # %%
-sizes = [50, 100, 200, 400] if FULL else [20, 40]
+sizes = [50, 100, 200, 400] if FULL else [40]  # CI: one size (each compiles the tanh solver, ~2 min)
 width, chains, t_end = (1024, 8, 20.0) if FULL else (128, 4, 5.0)
 x_test, y_test = (data.x_test[:200], data.y_test[:200]) if FULL else (data.x_test[:100], data.y_test[:100])
 curves = {"NNGPK": [], "aNBK": [], f"network N = {width}": []}
