@@ -81,7 +81,7 @@ fig.savefig(FIG / "anbk_test_loss.png", dpi=130)
 # A(Φˡ, yyᵀ) = yᵀΦˡy/(‖Φˡ‖_F|y|²).  Feature learning raises it, the last layer first and most.
 
 # %%
-P = 100 if FULL else sizes[-1]  # with the same test points, the solves reuse the last size's compiled solver
+P = 100 if FULL else sizes[-1]  # a size of the loop above: with its test points, its compiled solver is reused
 x, y = data.x_train[:P], data.y_train[:P]
 gammas = np.array([0.0, 0.05, 0.1, 0.15, 0.2])
 align = np.array([BayesianMLP(ACT, depth=DEPTH, gamma0=g, beta=BETA, samples=SAMPLES).solve(x, y, x_test=x_test)
