@@ -105,6 +105,21 @@ def test_boundary_values_at_fixed_covariances(name, logq, ratio, sign):
     _check_boundary(name, logq, ratio, sign)
 
 
+@pytest.mark.parametrize("name", ["elu", "selu", "tanh"])
+def test_nested_quadrature_where_the_conditional_variance_is_exactly_zero(name):
+    """|ρ| = 1 with q2 − c²/q1 = 0 exactly (q1 = 1, c = ±½, q2 = ¼), so that the nested rule's inner
+    scale σ is 0 (on an H100 the fused multiply-add made the point (1, −√(q2), q2 = 10^−0.3) of the
+    test above such a case): the rule must still give the boundary value L4.  It returned NaN, its
+    graded panels at (x_f − az)/σ overflowing to ±∞.  Called eagerly, as the generated module's own
+    function (jitted, XLA's CPU rounding happened to leave σ > 0)."""
+    act, mod = sn.activation(CATALOG[name]), DUALS[name].module()
+    for c in (-0.5, 0.5):
+        values = mod.dual_by_quadrature(np.float64(1.0), np.float64(c), np.float64(0.25))
+        for which, (f, value) in enumerate(zip((act.expr, act.derivative), values[:2])):
+            ref = float(boundary(f, f, 1.0, 0.25, int(np.sign(c))))
+            assert abs(float(value) - ref) <= _tol(name, ref, 0.0, _scale(name, 1.0, 0.25, which)), (c, which, value, ref)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CATALOG))
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)

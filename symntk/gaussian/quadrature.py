@@ -52,11 +52,14 @@ def _rule(edges, order):
 
 def _entry(funcs, features, order, q1, c, q2):
     """[E[f(u) f(v)] for f in funcs] at one covariance, with ``order`` nodes per panel."""
-    tiny = jnp.finfo(q1.dtype).tiny
+    # scales below √tiny count as √tiny: 1/tiny would overflow the graded edges to ±∞ and their
+    # differences to NaN (σ = 0 exactly at |ρ| = 1, e.g. where a GPU's fused q2 − a·a rounds to 0);
+    # an integrand that varies on so small a scale (in w: φ(az + σw), σ ≤ √tiny) is constant to any rule
+    floor = jnp.sqrt(jnp.finfo(q1.dtype).tiny)
     s1 = jnp.sqrt(q1)
     a = jnp.where(s1 > 0, c / jnp.where(s1 > 0, s1, 1), 0)
     sigma = jnp.sqrt(jnp.maximum(q2 - a * a, 0))
-    inv_a, inv_sigma, inv_s1 = (1 / jnp.maximum(jnp.abs(v), tiny) for v in (a, sigma, s1))
+    inv_a, inv_sigma, inv_s1 = (1 / jnp.maximum(jnp.abs(v), floor) for v in (a, sigma, s1))
     outer = jnp.concatenate([g.ravel() for g in (
         _graded(features * inv_s1, jnp.broadcast_to(inv_s1, features.shape), LEVELS),
         _graded(features * jnp.sign(a) * inv_a, jnp.broadcast_to(inv_a, features.shape), LEVELS),
