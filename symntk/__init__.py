@@ -2,7 +2,10 @@
 
 Importing symntk switches JAX to float64 (``jax_enable_x64``) because theory results are
 float64 by default; set the environment variable ``SYMNTK_X64=0`` before import to keep
-JAX's float32 default, and pass float32 arrays to get float32 results.
+JAX's float32 default, and pass float32 arrays to get float32 results.  It also asks for float32
+matrix products at float32 precision (``jax_default_matmul_precision = "highest"``): JAX's default
+on NVIDIA GPUs from Ampere on is TF32 (a 10-bit mantissa), which breaks float32's stated
+tolerances; an explicit ``JAX_DEFAULT_MATMUL_PRECISION`` in the environment is left as it is.
 """
 import os
 
@@ -10,6 +13,8 @@ import jax
 
 if os.environ.get("SYMNTK_X64", "1") != "0":
     jax.config.update("jax_enable_x64", True)
+if "JAX_DEFAULT_MATMUL_PRECISION" not in os.environ:
+    jax.config.update("jax_default_matmul_precision", "highest")
 
 from .activation import Activation, activation  # noqa: E402
 from .errors import (ActivationError, ConvergenceError, CovarianceError, DataError, DerivationError,  # noqa: E402

@@ -1,4 +1,5 @@
 """Generated code: deterministic, cached, finite at the boundary, float32-capable."""
+import os
 import jax
 import jax.numpy as jnp
 import mpmath as mp
@@ -72,6 +73,13 @@ def test_float32_within_float32_tolerance(name):
     scale = np.sqrt(np.abs(f(q1, np.sqrt(q1 * q1), q1)[0] * f(q2, np.sqrt(q2 * q2), q2)[0]))
     assert np.max(np.abs(np.asarray(V32, np.float64) - V64) / scale) < 1e-5
     assert V64.dtype == jnp.float64
+
+
+def test_float32_matrix_products_run_at_float32_precision():
+    """Importing symntk asks JAX for float32-precision matrix products unless the environment chose:
+    JAX's default on NVIDIA GPUs from Ampere on is TF32 (10-bit mantissa), under which the test above
+    failed for tanh on an H100 (8.4e-5: the Hermite coefficients are matrix products)."""
+    assert jax.config.jax_default_matmul_precision == os.environ.get("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
 
 def test_jit_and_broadcasting():
