@@ -84,7 +84,7 @@ def main():
         act = sn.activation(formula)
         refs = [double_quad(act.expr, act.expr, q[i], K[i, j], q[j])[0] for i, j in idx]
         eo, eg = (max(abs(v - r) / abs(r) for v, r in zip(res["values"], refs)) for res in (ours, grid))
-        print(f"{formula:<12}{sn.derive(formula).method:<12}{ours['seconds']:>9.3f}{grid['seconds']:>9.3f}"
+        print(f"{formula:<12}{sn.derive(formula).method:<12}{ours['seconds']:>9.3g}{grid['seconds']:>9.3g}"
               f"{grid['seconds'] / ours['seconds']:>8.1f}{ours['rss_gib']:>9.2f}{grid['rss_gib']:>9.2f}"
               f"{eo:>10.1e}{eg:>10.1e}", flush=True)
     print(f"\n{'catalog':<12}{'method':<12}{'cold s':>9}{'cache s':>9}")
