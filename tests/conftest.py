@@ -15,6 +15,8 @@ def _pin_xdist_worker():
 
 
 _pin_xdist_worker()  # before JAX starts its backend (and so its thread pools)
+# on a GPU each worker would otherwise claim 75 % of its memory at start-up, and the second one fails
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
