@@ -116,6 +116,18 @@ def _rows_map(mod, q_t, c, q_x):
     return mod.dual(q_t[:, None], c, q_x[None, :])[0], mod.diagonal(mod.features(q_t))[0]
 
 
+def _layer_map_transpose(mod, sigma, m):
+    """𝓗ᵀ[M] = ∂tr(M V(Σ))/∂Σ for symmetric M, the transposed Jacobian of the layer map :func:`_layer_map`:
+    M_ab V̇_ab off the diagonal (Price), and on it 2Σ_{b≠a} M_ab ∂V_ab/∂q_a + M_aa dE[φ²]/dq_a, the
+    q-derivatives by forward mode (reverse mode through the Hermite series compiles 3× slower)."""
+    q = jnp.diagonal(sigma)
+    (_, vdot), (dv, _) = jax.jvp(lambda s: mod.dual(s[:, None], sigma, q[None, :]), (q,), (jnp.ones_like(q),))
+    d_diag = jax.jvp(lambda s: mod.diagonal(mod.features(s))[0], (q,), (jnp.ones_like(q),))[1]
+    eye = jnp.eye(len(q), dtype=bool)
+    off = jnp.where(eye, 0.0, m * vdot)
+    return off + jnp.diag(2 * jnp.sum(jnp.where(eye, 0.0, m * dv), axis=1) + jnp.diagonal(m) * d_diag)
+
+
 def _tilt(f, phi_hat):
     """t_s = φ(h_s)ᵀΦ̂φ(h_s) for the rows φ(h_s) of f (..., P): the exponent of the tilt e^{−t/2} (B4)."""
     return jnp.sum((f @ phi_hat) * f, axis=-1)
@@ -311,9 +323,10 @@ def _first_order(mod, x, y, smp, gamma0, beta):
 
         Φ̂ᴸ = −γ₀² a₀a₀ᵀ,   Φ̂ˡ = 𝓗ˡ⁺¹ᵀ[Φ̂ˡ⁺¹],   δΦˡ = 𝓗ˡ[δΦˡ⁻¹] − ½ Cov(φφᵀ, φᵀΦ̂ˡφ)  (δΦ⁰ = 0),
 
-    𝓗ˡ the Jacobian of the NNGP layer map V at Φˡ⁻¹₀ (JAX jvp/vjp of the engine's generated V:
-    off-diagonal V̇ by Price's theorem, diagonal ½E[(φ²)'']), and the four-point covariance of the
-    tilt's direct response estimated with the Gaussian samples.  Returns (Φ̂, Φ₀ + δΦ)."""
+    𝓗ˡ the Jacobian of the NNGP layer map V at Φˡ⁻¹₀ (a JAX jvp of the engine's generated V, and its
+    transpose by :func:`_layer_map_transpose`: off-diagonal V̇ by Price's theorem, diagonal
+    ½E[(φ²)'']), and the four-point covariance of the tilt's direct response estimated with the
+    Gaussian samples.  Returns (Φ̂, Φ₀ + δΦ)."""
     L = smp.z.shape[0] + 1
     kx = _dot(x, x)
     V = partial(_layer_map, mod)
@@ -321,8 +334,7 @@ def _first_order(mod, x, y, smp, gamma0, beta):
     a = jnp.linalg.solve(Phi0[-1] + jnp.eye(len(y)) / beta, y)
     hats = [-gamma0**2 * jnp.outer(a, a)]
     for ell in range(L - 1, 0, -1):  # Φ̂ˡ from Φ̂ˡ⁺¹ through the layer map of layer ℓ + 1
-        hats.insert(0, jax.vjp(V, Phi0[ell - 1])[1](hats[0])[0])
-    hats = [(m + m.T) / 2 for m in hats]
+        hats.insert(0, _layer_map_transpose(mod, Phi0[ell - 1], hats[0]))
     D = x.shape[1]
     d_phi, prev = [], jnp.zeros_like(kx)
     for ell in range(L):
@@ -609,7 +621,10 @@ class BayesianMLP:
         after ``max_steps`` Newton steps.  Returns ((Φ̂, residual, ESS, Φ, Newton steps, the γ₀ reached,
         whether it stalled), (points, frozen layer-1 points) of the returned solution)."""
         S, L = self.gamma0**2, self.depth
-        solve = partial(_solve, self._mod, x, y, beta=self.beta, max_steps=NEWTON_STEPS, min_ess=self.min_ess)
+
+        def solve(smp, phi_hat, gamma0, tol):  # Python floats throughout: a NumPy scalar's strong type
+            return _solve(self._mod, x, y, smp, phi_hat, float(gamma0), float(self.beta), float(tol),  # would
+                          NEWTON_STEPS, self.min_ess)  # retrace and recompile _solve (33 s for tanh, depth 2)
         path = [(0.0, jnp.zeros_like(start))]
         slope = start / S if S > 0 else jnp.zeros_like(start)
         s, ds, steps, ess_ref = 0.0, S, 0, np.full(L, float(self.samples))

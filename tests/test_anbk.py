@@ -203,6 +203,20 @@ def test_b5_is_minus_twice_the_gradient_of_log_z():
     np.testing.assert_allclose(b5, -2 * (grad + grad.T) / 2, atol=1e-9)  # the two quadratures converge with the grid (80 nodes: 5e-9 apart)
 
 
+@pytest.mark.parametrize("act", ["tanh(x)", "relu(x)"])
+def test_transposed_layer_jacobian_is_the_vjp(act):
+    """𝓗ᵀ[M] as the first-order solver forms it (forward mode: Price's V̇ off the diagonal, q-derivatives
+    on it) equals JAX's reverse-mode vjp of the layer map, for a symmetric M at a random Σ (P = 5):
+    two differentiation modes of the same computed V, so to rounding (1e-12 of the largest entry)."""
+    rng = np.random.default_rng(7)
+    a, m = rng.normal(size=(5, 8)), rng.normal(size=(5, 5))
+    sigma, m = jnp.asarray(a @ a.T / 8 + 0.1 * np.eye(5)), jnp.asarray(m + m.T)
+    mod = anbk.BayesianMLP(act)._mod
+    forward = anbk._layer_map_transpose(mod, sigma, m)
+    reverse = jax.vjp(lambda s: anbk._layer_map(mod, s), sigma)[1](m)[0]
+    np.testing.assert_allclose(forward, reverse, rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(reverse))))
+
+
 def test_test_points():
     """Adding test points leaves the training kernels unchanged (bit for bit: the tilt uses training
     coordinates only); a test point equal to a training point reproduces its rows and prediction."""
