@@ -48,7 +48,6 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 from jax.scipy.linalg import solve_triangular
-from jax.scipy.sparse.linalg import gmres
 from scipy.special import ndtri
 from scipy.stats import qmc
 
@@ -56,6 +55,7 @@ from .activation import x as x_symbol
 from .errors import ConvergenceError, DataError, DivergentIntegralError
 from .gaussian import derive
 from .kernels import _check_x, _dot
+from .solve.krylov import gmres
 
 SAMPLERS = ("qmc", "mc", "gauss-hermite")
 RESULTS = ("successful", "max_steps_reached", "sampling_degenerate", "first_order")
@@ -253,7 +253,7 @@ def _dual_kernels(Phis, Cs, zz, y, gamma0, beta):
 
 def _newton(G, x0, tol, max_steps, min_ess):
     """Solve F(x) = G(x) − x = 0 by inexact Newton–Krylov: each step solves F'(x)δ = −F(x) by
-    restarted GMRES (matrix-free: F' through ``jax.linearize`` of G) to relative accuracy
+    restarted GMRES (:mod:`symntk.solve.krylov`; matrix-free: F' through ``jax.linearize`` of G) to relative accuracy
     min(0.1, r), then halves δ (at most LINE_SEARCH times) until the residual r = ‖F‖/‖G‖ falls
     and every layer keeps ESS ≥ ``min_ess``.  Stops when r ≤ tol, after ``max_steps`` steps, or when
     no step is accepted (stalled).  Returns x, r (inf if x0 itself is non-finite or has ESS < ``min_ess``),
@@ -272,7 +272,7 @@ def _newton(G, x0, tol, max_steps, min_ess):
     def body(s):
         x, f, r = s["x"], s["f"], s["r"]
         jac = jax.linearize(lambda p: G(p)[0], x)[1]
-        dx = gmres(lambda v: jac(v) - v, -f, tol=jnp.minimum(0.1, r), restart=KRYLOV, maxiter=3)[0]
+        dx = gmres(lambda v: jac(v) - v, -f, jnp.minimum(0.1, r), KRYLOV, 3)
 
         def shorter(t):
             t = t[0] / 2
