@@ -622,9 +622,11 @@ class BayesianMLP:
         whether it stalled), (points, frozen layer-1 points) of the returned solution)."""
         S, L = self.gamma0**2, self.depth
 
-        def solve(smp, phi_hat, gamma0, tol):  # Python floats throughout: a NumPy scalar's strong type
-            return _solve(self._mod, x, y, smp, phi_hat, float(gamma0), float(self.beta), float(tol),  # would
-                          NEWTON_STEPS, self.min_ess)  # retrace and recompile _solve (33 s for tanh, depth 2)
+        # scalars as Python floats throughout: a NumPy scalar (strongly typed, where 0.0 is weakly typed)
+        # would retrace and recompile _solve, 33 s for tanh at depth 2
+        def solve(smp, phi_hat, gamma0, tol):
+            return _solve(self._mod, x, y, smp, phi_hat, float(gamma0), float(self.beta), float(tol),
+                          NEWTON_STEPS, self.min_ess)
         path = [(0.0, jnp.zeros_like(start))]
         slope = start / S if S > 0 else jnp.zeros_like(start)
         s, ds, steps, ess_ref = 0.0, S, 0, np.full(L, float(self.samples))
