@@ -111,7 +111,7 @@ def test_nested_quadrature_where_the_conditional_variance_is_exactly_zero(name):
     scale σ is 0 (on an H100 the fused multiply-add made the point (1, −√(q2), q2 = 10^−0.3) of the
     test above such a case): the rule must still give the boundary value L4.  It returned NaN, its
     graded panels at (x_f − az)/σ overflowing to ±∞.  Called eagerly, as the generated module's own
-    function (jitted, XLA's CPU rounding happened to leave σ > 0)."""
+    function: through the checked (jitted) call, the CPU returned a finite value here even before the fix."""
     act, mod = sn.activation(CATALOG[name]), DUALS[name].module()
     for c in (-0.5, 0.5):
         values = mod.dual_by_quadrature(np.float64(1.0), np.float64(c), np.float64(0.25))
