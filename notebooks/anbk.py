@@ -53,7 +53,7 @@ START = time.perf_counter()
 # temperature 1/β).  The network's curve should follow the aNBK, not the NNGPK, where they differ.
 
 # %%
-sizes = [50, 100, 200, 400] if FULL else [40]  # CI: one size (each compiles the tanh solver, ~2 min)
+sizes = [50, 100, 200, 400] if FULL else [40]  # CI: one size (each compiles the tanh solver, ~1 min on one core)
 width, chains, t_end = (1024, 8, 20.0) if FULL else (128, 4, 5.0)
 x_test, y_test = (data.x_test[:200], data.y_test[:200]) if FULL else (data.x_test[:100], data.y_test[:100])
 curves = {"NNGPK": [], "aNBK": [], f"network N = {width}": []}
