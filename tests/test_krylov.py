@@ -39,6 +39,22 @@ def test_zero_right_hand_side_gives_zero():
     assert np.all(np.asarray(gmres(counted([]), jnp.zeros((3, 20)), 1e-8, 20, 3)) == 0)
 
 
+def test_one_product_per_arnoldi_step():
+    """A with 3 distinct eigenvalues: its Krylov space has dimension 3, so GMRES is exact after 3
+    Arnoldi steps and makes exactly 3 products (none for the residual at x = 0, none to re-check it)."""
+    d = jnp.asarray(np.repeat([1.0, 2.0, 5.0], 20))
+    calls = []
+
+    def matvec(v):
+        jax.debug.callback(lambda: calls.append(1))
+        return d.reshape(v.shape) * v
+
+    b = jnp.asarray(B)
+    x = np.asarray(jax.jit(lambda b: gmres(matvec, b, 1e-12, 20, 3))(b))
+    assert len(calls) == 3, len(calls)
+    assert np.linalg.norm(np.asarray(d).reshape(B.shape) * x - B) <= 1e-12 * np.linalg.norm(B)
+
+
 def test_matvec_is_traced_once():
     """Every product with A is at one site (what it is for: A is compiled once); JAX's GMRES has more."""
     ours, theirs = [], []
