@@ -8,11 +8,11 @@ stops), after m steps or at a breakdown, and x ← x + V_k y; the next cycle sta
 every product with A is an Arnoldi step (none for r₀ = b at x = 0, none to re-check the residual:
 with Gram–Schmidt twice the recurrence keeps it to rounding error).  At most ``restarts`` cycles.
 
-It does what ``jax.scipy.sparse.linalg.gmres`` does. The difference is that every product with A,
-the residual's included, happens at one place in one ``lax.while_loop``, so A is traced and
-compiled once.  JAX's GMRES traces A five times (tests/test_krylov.py), and lineax's compiled no
-faster.  In the aNBK Newton step, A is the linearised saddle-point map through tanh's Hermite
-series, and this cut the XLA compile of ``symntk.anbk._solve`` from 39 s to 28 s on one core.
+It does what ``jax.scipy.sparse.linalg.gmres`` does. The difference is that every product with A
+happens at one place in one ``lax.while_loop``, so A is traced and compiled once. JAX's GMRES traces
+A five times (tests/test_krylov.py), and lineax's compiled no faster. In the aNBK Newton step, A is
+the linearised saddle-point map through tanh's Hermite series, and this cut the XLA compile of
+``symntk.anbk._solve`` from 39 s to 28 s on one core.
 """
 from __future__ import annotations
 
