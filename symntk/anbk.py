@@ -261,8 +261,9 @@ def _dual_kernels(Phis, Cs, zz, y, gamma0, beta):
 def _newton(G, J, x0, tol, max_steps, min_ess):
     """Solve F(x) = G(x) − x = 0 by inexact Newton–Krylov: each step solves J'(x)δ − δ = −F(x) by
     restarted GMRES (:mod:`symntk.solve.krylov`; matrix-free, through ``jax.linearize`` of J, G or a
-    cheaper estimate of it: :func:`_solve`) to relative accuracy min(0.1, r), then halves δ (at most
-    LINE_SEARCH times) until the residual r = ‖F‖/‖G‖ falls
+    cheaper estimate of it: :func:`_solve`) to relative accuracy η = min(0.1, max(r, tol/(2r))) (no
+    finer than this step needs to reach tol: Kelley 1995, §6.3), then halves δ (at most LINE_SEARCH
+    times) until the residual r = ‖F‖/‖G‖ falls
     and every layer keeps ESS ≥ ``min_ess``.  Stops when r ≤ tol, after ``max_steps`` steps, or when
     no step is accepted (stalled).  Returns x, r (inf if x0 itself is non-finite or has ESS < ``min_ess``),
     ESS per layer, auxiliary output and the number of steps."""
@@ -280,7 +281,7 @@ def _newton(G, J, x0, tol, max_steps, min_ess):
     def body(s):
         x, f, r = s["x"], s["f"], s["r"]
         jac = jax.linearize(lambda p: J(p)[0], x)[1]
-        dx = gmres(lambda v: jac(v) - v, -f, jnp.minimum(0.1, r), KRYLOV, 3)
+        dx = gmres(lambda v: jac(v) - v, -f, jnp.minimum(0.1, jnp.maximum(r, 0.5 * tol / r)), KRYLOV, 3)
 
         def shorter(t):
             t = t[0] / 2
