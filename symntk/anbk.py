@@ -103,18 +103,23 @@ def _normals(sampler, n, dim, seed):
     return z, np.full(len(z), -np.log(len(z)))
 
 
+def _mean_square(mod, q):
+    """E[φ(h)²] for h ~ N(0, q), elementwise in q (the dual activation's diagonal)."""
+    return mod.diagonal(mod.features(q))[0]
+
+
 def _layer_map(mod, sigma):
     """V(Σ): the Gaussian average E[φ(h)φ(h)ᵀ], h ~ N(0, Σ), with the exact diagonal."""
     q = jnp.diagonal(sigma)
     V = mod.dual(q[:, None], sigma, q[None, :])[0]
     i = jnp.arange(len(q))
-    return V.at[i, i].set(mod.diagonal(mod.features(q))[0])
+    return V.at[i, i].set(_mean_square(mod, q))
 
 
 def _rows_map(mod, q_t, c, q_x):
     """E[φ(h_t)φ(h_x)] for test variances q_t (Q,), cross-covariances c (Q, P), train variances q_x (P,),
     and E[φ(h_t)²] (Q,)."""
-    return mod.dual(q_t[:, None], c, q_x[None, :])[0], mod.diagonal(mod.features(q_t))[0]
+    return mod.dual(q_t[:, None], c, q_x[None, :])[0], _mean_square(mod, q_t)
 
 
 def _layer_map_transpose(mod, sigma, m):
@@ -123,7 +128,7 @@ def _layer_map_transpose(mod, sigma, m):
     q-derivatives by forward mode (reverse mode through the Hermite series compiles 3× slower)."""
     q = jnp.diagonal(sigma)
     (_, vdot), (dv, _) = jax.jvp(lambda s: mod.dual(s[:, None], sigma, q[None, :]), (q,), (jnp.ones_like(q),))
-    d_diag = jax.jvp(lambda s: mod.diagonal(mod.features(s))[0], (q,), (jnp.ones_like(q),))[1]
+    d_diag = jax.jvp(partial(_mean_square, mod), (q,), (jnp.ones_like(q),))[1]
     eye = jnp.eye(len(q), dtype=bool)
     off = jnp.where(eye, 0.0, m * vdot)
     return off + jnp.diag(2 * jnp.sum(jnp.where(eye, 0.0, m * dv), axis=1) + jnp.diagonal(m) * d_diag)
