@@ -12,10 +12,16 @@ The saddle point is a fixed point of the dual kernels Φ̂ = (Φ̂¹..Φ̂ᴸ) u
    — the Gaussian average V (the dual activation, exact, from the derivation engine's generated
    code) plus the tilt's correction by importance sampling: a control variate whose error
    vanishes with Φ̂, so Φ̂ = 0 gives the NNGP kernels exactly;
-2. backward: Φ̂ᴸ = −γ₀² a aᵀ, a = (Φᴸ + β⁻¹I)⁻¹y (B6), and for ℓ < L (B5, with Φˡ = CCᵀ the
-   covariance of layer ℓ + 1 and its samples z)
+2. backward: Φ̂ᴸ = −γ₀² a aᵀ, a = (Φᴸ + β⁻¹I)⁻¹y (B6), and for ℓ < L B5, Φ̂ˡ = (Φˡ)⁻¹ − (Φˡ)⁻¹⟨hhᵀ⟩(Φˡ)⁻¹
+   over layer ℓ + 1's tilted law, e^{−T(h)}, T = ½φ(h)ᵀΦ̂ˡ⁺¹φ(h).  For φ with no Dirac mass in φ''
+   (tanh, erf, GELU, …) it is evaluated after Gaussian integration by parts (Stein's lemma, twice),
 
-       Φ̂ˡ = C⁻ᵀ(Σ_s (b_s − w_s) z_s z_sᵀ)C⁻¹   (= (Φˡ)⁻¹ − (Φˡ)⁻¹⟨hhᵀ⟩(Φˡ)⁻¹ with ⟨zzᵀ⟩_b for I).
+       Φ̂ˡ = ⟨∇²T − ∇T∇Tᵀ⟩ = 𝓗ᵀ[Φ̂ˡ⁺¹] + Σ_s (w_s − b_s)∇²T(h_s) − Σ_s w_s ∇T∇Tᵀ(h_s),
+
+   ∇T = φ'⊙Φ̂ˡ⁺¹φ, ∇²T = Φ̂ˡ⁺¹⊙φ'φ'ᵀ + diag(φ''⊙Φ̂ˡ⁺¹φ), 𝓗ᵀ its exact Gaussian average (the
+   transposed Jacobian of the layer map, from the engine): no (Φˡ)⁻¹ multiplies the sampling noise,
+   which the direct form, Φ̂ˡ = C⁻ᵀ(Σ_s (b_s − w_s) z_s z_sᵀ)C⁻¹ (Φˡ = CCᵀ, h = Cz, ⟨zzᵀ⟩_b for I),
+   amplifies by up to cond(Φˡ); the direct form remains for kinked φ (ReLU).
 
 The samples are drawn once per proposal (common random numbers: G is then a smooth deterministic
 map), scrambled Sobol points by default.  Φ̂ = G(Φ̂) is solved by continuation in s = γ₀² from the
@@ -196,9 +202,28 @@ def _proposal(base, R1, R):
     return _Samples(w, logb1, z, logb, base.logb1_0, base.logb_0, logb1, jnp.zeros_like(base.anchor1))
 
 
-def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None, dtype=None):
-    """B4 at Φ̂: kernels Φ (L, P, P), Cholesky factors C of Φ¹..Φᴸ⁻¹ (L−1, P, P), the weighted
-    z-moments Σ(w − b)zzᵀ of layers 2..L, the ESS per layer (``dtype``: that of the products over
+def _b5_direct(C, z, dw, dtype=None):
+    """B5 as −C⁻ᵀ(Σ_s (w_s − b_s) z_s z_sᵀ)C⁻¹ (any φ): the sampling noise is multiplied by C⁻¹ twice."""
+    m = _mm((z * dw[:, None]).T, z, dtype)
+    left = solve_triangular(C.T, -m, lower=False)  # C⁻ᵀ(−m)
+    return solve_triangular(C.T, left.T, lower=False).T  # (C⁻ᵀ leftᵀ)ᵀ = left C⁻¹
+
+
+def _b5_stein(mod, sigma, h, f, w, dw, phi_hat, dtype=None):
+    """B5 after Gaussian integration by parts, for φ with no Dirac mass in φ'': ⟨∇²T − ∇T∇Tᵀ⟩ over the
+    tilted law of h ~ N(0, Σ) (T = ½φᵀΦ̂φ), its Gaussian part 𝓗ᵀ[Φ̂] exact, the tilt's correction sampled:
+    𝓗ᵀ[Φ̂] + Φ̂⊙Σ(w − b)φ'φ'ᵀ + diag(Σ(w − b)φ''⊙Φ̂φ) − Σ w ∇T∇Tᵀ with ∇T = φ'⊙Φ̂φ."""
+    dphi = lambda u: jnp.broadcast_to(mod.dphi(u), u.shape).astype(u.dtype)  # noqa: E731  (φ' is 1 for φ(h) = h)
+    d1, d2 = jax.jvp(dphi, (h,), (jnp.ones_like(h),))  # φ' and φ'', elementwise
+    f_hat = _mm(f, phi_hat, dtype)
+    grad = d1 * f_hat
+    return (_layer_map_transpose(mod, sigma, phi_hat) + phi_hat * _mm((d1 * dw[:, None]).T, d1, dtype)
+            + jnp.diag(dw @ (d2 * f_hat)) - _mm((grad * w[:, None]).T, grad, dtype))
+
+
+def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None, dtype=None, stein=False):
+    """B4 at Φ̂: kernels Φ (L, P, P), Cholesky factors C of Φ¹..Φᴸ⁻¹ (L−1, P, P), B5's Φ̂¹..Φ̂ᴸ⁻¹ from
+    layers 2..L (:func:`_b5_stein` if ``stein``, else :func:`_b5_direct`), the ESS per layer (``dtype``: that of the products over
     the samples, :func:`_mm`; the test rows keep float64), and with test inputs ``xt`` (Q, D) and
     their noise ``xi`` (L−1, S, Q) the test rows Φ(x_t, X) (L, Q, P) and diagonals (L, Q): test
     coordinates are Gaussian given the training ones (h_t = A h_X + s ξ), weights use training
@@ -227,7 +252,8 @@ def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None, dtype=None):
         w, b, ess = _weights(f, logb, logb0, ph, dtype)
         dw = w - b
         Phi = _layer_map(mod, prev) + _mm((f * dw[:, None]).T, f, dtype)
-        zz = ((z * w[:, None]).T @ z, _mm((z * dw[:, None]).T, z, dtype))
+        below = _b5_stein(mod, prev, h, f, w, dw, ph, dtype) if stein else _b5_direct(C, z, dw, dtype)
+        moment = (z * w[:, None]).T @ z
         if test is not None:
             rows, diag = test
             W = solve_triangular(C, rows.T, lower=True)  # (P, Q): A h_X = z W
@@ -235,7 +261,7 @@ def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None, dtype=None):
             ft = phi(z @ W + xi_l * s)
             V, Vd = _rows_map(mod, diag, rows, jnp.diagonal(prev))
             test = (V + (ft * dw[:, None]).T @ f, Vd + dw @ ft**2)
-        return ((Phi + Phi.T) / 2, test), (Phi, C, zz, ess, test)
+        return ((Phi + Phi.T) / 2, test), (Phi, C, ((below + below.T) / 2, moment), ess, test)
 
     L = phi_hat.shape[0]
     if L == 1:
@@ -243,30 +269,24 @@ def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None, dtype=None):
         return (stack(Phi), jnp.zeros((0,) + kx.shape), jnp.zeros((0,) + kx.shape), stack(ess),
                 None if test is None else tuple(map(stack, test)), (M1, jnp.zeros((0,) + kx.shape)))
     xs = (smp.z, smp.logb, smp.logb_0, phi_hat[1:], xi if xi is not None else jnp.zeros((L - 1, 0)))
-    _, (Phis, Cs, (M, zz), esss, tests) = jax.lax.scan(layer, (Phi, test), xs)
+    _, (Phis, Cs, (below, M), esss, tests) = jax.lax.scan(layer, (Phi, test), xs)
     Phis = jnp.concatenate([Phi[None], (Phis + jnp.swapaxes(Phis, 1, 2)) / 2])
     if test is not None:
         test = tuple(jnp.concatenate([a[None], b]) for a, b in zip(test, tests))
-    return Phis, Cs, zz, jnp.concatenate([ess[None], esss]), test, (M1, M)
+    return Phis, Cs, below, jnp.concatenate([ess[None], esss]), test, (M1, M)
 
 
-def _dual_kernels(Phis, Cs, zz, y, gamma0, beta):
-    """B5–B6: Φ̂ˡ = −C⁻ᵀ(Σ(w − b)zzᵀ)C⁻¹ (ℓ < L), Φ̂ᴸ = −γ₀² aaᵀ with a = (Φᴸ + β⁻¹I)⁻¹y."""
+def _dual_kernels(Phis, below, y, gamma0, beta):
+    """B6 on top of B5's Φ̂¹..Φ̂ᴸ⁻¹ (``below``, from :func:`_forward`): Φ̂ᴸ = −γ₀² aaᵀ, a = (Φᴸ + β⁻¹I)⁻¹y."""
     a = jnp.linalg.solve(Phis[-1] + jnp.eye(len(y)) / beta, y)
-    last = -gamma0**2 * jnp.outer(a, a)
-
-    def sandwich(C, m):
-        left = solve_triangular(C.T, -m, lower=False)  # C⁻ᵀ(−m)
-        out = solve_triangular(C.T, left.T, lower=False).T  # (C⁻ᵀ leftᵀ)ᵀ = left C⁻¹
-        return (out + out.T) / 2
-
-    return jnp.concatenate([jax.vmap(sandwich)(Cs, zz), last[None]])
+    return jnp.concatenate([below, -gamma0**2 * jnp.outer(a, a)[None]])
 
 
 def _newton(G, J, x0, tol, max_steps, min_ess):
     """Solve F(x) = G(x) − x = 0 by inexact Newton–Krylov: each step solves J'(x)δ − δ = −F(x) by
-    restarted GMRES (:mod:`symntk.solve.krylov`; matrix-free, through ``jax.linearize`` of J, G or a
-    cheaper estimate of it: :func:`_solve`) to relative accuracy η = min(0.1, max(r, tol/(2r))) (no
+    restarted GMRES (:mod:`symntk.solve.krylov`; matrix-free, by jvps of J, G or a cheaper estimate of
+    it: :func:`_solve`; XLA hoists their primal part out of GMRES's loop, and a stored
+    ``jax.linearize`` was 1.5× slower per product at P = 1000) to relative accuracy η = min(0.1, max(r, tol/(2r))) (no
     finer than this step needs to reach tol: Kelley 1995, §6.3), then halves δ (at most LINE_SEARCH
     times) until the residual r = ‖F‖/‖G‖ falls
     and every layer keeps ESS ≥ ``min_ess``.  Stops when r ≤ tol, after ``max_steps`` steps, or when
@@ -285,7 +305,7 @@ def _newton(G, J, x0, tol, max_steps, min_ess):
 
     def body(s):
         x, f, r = s["x"], s["f"], s["r"]
-        jac = jax.linearize(lambda p: J(p)[0], x)[1]
+        jac = lambda v: jax.jvp(lambda p: J(p)[0], (x,), (v,))[1]  # noqa: E731
         dx = gmres(lambda v: jac(v) - v, -f, jnp.minimum(0.1, jnp.maximum(r, 0.5 * tol / r)), KRYLOV, 3)
 
         def shorter(t):
@@ -304,22 +324,23 @@ def _newton(G, J, x0, tol, max_steps, min_ess):
     return s["x"], s["r"], s["ess"], s["aux"], s["k"]
 
 
-@partial(jax.jit, static_argnames=("mod", "dtype"))
-def _saddle_map(mod, x, y, smp, phi_hat, gamma0, beta, dtype=None):
+@partial(jax.jit, static_argnames=("mod", "dtype", "stein"))
+def _saddle_map(mod, x, y, smp, phi_hat, gamma0, beta, dtype=None, stein=False):
     """G(Φ̂) of B5–B6 on the samples ``smp``: (G, (Φ, tilted second moments), ESS per layer)."""
-    Phis, Cs, zz, ess, _, moments = _forward(mod, x, smp, phi_hat, dtype=dtype)
-    return _dual_kernels(Phis, Cs, zz, y, gamma0, beta), (Phis, moments), ess
+    Phis, _, below, ess, _, moments = _forward(mod, x, smp, phi_hat, dtype=dtype, stein=stein)
+    return _dual_kernels(Phis, below, y, gamma0, beta), (Phis, moments), ess
 
 
-@partial(jax.jit, static_argnames=("mod", "max_steps"))
-def _solve(mod, x, y, smp, phi_hat0, gamma0, beta, tol, max_steps, min_ess):
-    """:func:`_newton` on G, with Newton's matrix from G's sample products in float32 (JACOBIAN_DTYPE).
-    Its jvps are then off by float32's rounding amplified by at most cond(Φ¹) (2.8e-5 relative on 1000
-    digits points), which only slows Newton's convergence where that exceeds its forcing term: the
-    residual, line search and ESS checks use G in float64.  An S·P² product takes half the time
+@partial(jax.jit, static_argnames=("mod", "max_steps", "stein"))
+def _solve(mod, x, y, smp, phi_hat0, gamma0, beta, tol, max_steps, min_ess, stein):
+    """:func:`_newton` on G (B5 by integration by parts if ``stein``, else directly), with Newton's matrix
+    from G's sample products in float32 (JACOBIAN_DTYPE).  Its jvps are then off by float32's rounding:
+    ~√S·u₃₂ with ``stein``, else amplified by at most cond(Φ¹) (2.8e-5 relative on 1000 digits points),
+    which only slows Newton's convergence where that exceeds its forcing term: the residual, line
+    search and ESS checks use G in float64.  An S·P² product takes half the time
     (0.17 s against 0.34 s at S = 2¹³, P = 1000, 2 CPU cores)."""
-    G = partial(_saddle_map, mod, x, y, smp, gamma0=gamma0, beta=beta)
-    J = partial(_saddle_map, mod, x, y, smp, gamma0=gamma0, beta=beta, dtype=JACOBIAN_DTYPE)
+    G = partial(_saddle_map, mod, x, y, smp, gamma0=gamma0, beta=beta, stein=stein)
+    J = partial(_saddle_map, mod, x, y, smp, gamma0=gamma0, beta=beta, dtype=JACOBIAN_DTYPE, stein=stein)
     return _newton(G, J, phi_hat0, tol, max_steps, min_ess)
 
 
@@ -507,6 +528,8 @@ class BayesianMLP:
         self.depth, self.gamma0, self.beta = int(depth), float(gamma0), float(beta)
         self.samples, self.sampler, self.seed, self.min_ess = int(samples), sampler, seed, float(min_ess)
         self._mod = self.dual.module()
+        # B5 by integration by parts (_b5_stein) where φ'' has no Dirac mass
+        self._stein = not sp.diff(self.activation.expr, x_symbol, 2).has(sp.DiracDelta)
         self.slopes = asymptotic_slopes(self.activation.expr)
         if self.slopes is None and gamma0 > 0:
             raise DivergentIntegralError(
@@ -560,15 +583,16 @@ class BayesianMLP:
     def perturbative(self, x_train, y_train, x_test=None) -> Solution:
         """The fast approximate solver: a Solution (``result`` = "first_order") holding the first-order
         kernels and dual kernels, no iteration; its ``residual`` is the stationarity residual there
-        (relative O(γ₀²) at depth 1; deeper it floors at the O(1/√S) gap between the exact 𝓗ᵀ and
-        B5's sampled estimate), and test rows come from one sampling pass at the first-order Φ̂."""
+        (relative O(γ₀²) at depth 1, and deeper for φ with no Dirac mass in φ'', whose B5 has the exact
+        𝓗ᵀ as its Gaussian part; for kinked φ deeper it floors at the O(1/√S) gap between 𝓗ᵀ and B5's
+        direct sampled estimate), and test rows come from one sampling pass at the first-order Φ̂."""
         x, y = self._check(x_train, y_train)
         P, D = x.shape
         smp = self._samples(P, D)
         hats, phi = (np.asarray(a) for a in _first_order(self._mod, jnp.asarray(x), jnp.asarray(y), smp, self.gamma0,
                                                          self.beta))
         G, _, ess = _saddle_map(self._mod, jnp.asarray(x), jnp.asarray(y), smp, jnp.asarray(hats), self.gamma0,
-                                self.beta)
+                                self.beta, stein=self._stein)
         G = np.asarray(G)
         res = float(np.linalg.norm(G - hats) / max(np.linalg.norm(G), 1e-300))
         sol = Solution(phi, hats, "first_order", res, np.asarray(ess), 0, self._growth(x, smp, phi, hats), None, None,
@@ -648,7 +672,7 @@ class BayesianMLP:
         # would retrace and recompile _solve, 33 s for tanh at depth 2
         def solve(smp, phi_hat, gamma0, tol):
             return _solve(self._mod, x, y, smp, phi_hat, float(gamma0), float(self.beta), float(tol),
-                          NEWTON_STEPS, self.min_ess)
+                          NEWTON_STEPS, self.min_ess, self._stein)
         path = [(0.0, jnp.zeros_like(start))]
         slope = start / S if S > 0 else jnp.zeros_like(start)
         s, ds, steps, ess_ref = 0.0, S, 0, np.full(L, float(self.samples))

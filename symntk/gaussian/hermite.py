@@ -21,9 +21,13 @@ three-term recurrence at those per-point nodes instead of the shared table.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
+import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from .._numerics import clip_cov, safe_sqrt
 
@@ -155,6 +159,7 @@ def _at_zero(q, series, at_zero):
     return tuple(pick(s, t) for s, t in zip(series, taylor))
 
 
+@jax.custom_jvp
 def _horner(A1, A2, rho):
     """Σₙ A1ₙ A2ₙ ρⁿ by blocks of at most BLOCK terms, highest first (acc ← acc ρᴮ + block): XLA
     runs one unrolled 320-term loop 6× slower than a ``lax.scan`` over four 80-term blocks.  Each
@@ -182,6 +187,19 @@ def _horner(A1, A2, rho):
         jnp.pad(A, [(0, 0)] * (A.ndim - 1) + [(0, n_blocks * size - n)]).reshape(A.shape[:-1] + (n_blocks, size)),
         -2, 0)[::-1]
     return lax.scan(block, zero, (split(A1), split(A2)))[0]
+
+
+@partial(_horner.defjvp, symbolic_zeros=True)
+def _horner_jvp(primals, tangents):
+    """d Σₙ A1ₙA2ₙρⁿ = Σₙ (dA1ₙA2ₙ + A1ₙdA2ₙ)ρⁿ + dρ Σₙ nA1ₙA2ₙρⁿ⁻¹: three series of the same kind,
+    so that a linearisation stores only the inputs, not the loop's 2N intermediate P × P arrays."""
+    (A1, A2, rho), (dA1, dA2, drho) = primals, tangents
+    out = _horner(A1, A2, rho)
+    n = jnp.arange(1, A1.shape[-1], dtype=rho.dtype)
+    parts = (lambda: _horner(dA1, A2, rho), lambda: _horner(A1, dA2, rho),
+             lambda: _horner(A1[..., 1:] * n, A2[..., 1:], rho) * drho)
+    return out, sum((part() for part, t in zip(parts, tangents) if not isinstance(t, SymbolicZero)),
+                    jnp.zeros_like(out))
 
 
 def _correlation(q1, c, q2):
