@@ -223,7 +223,8 @@ def _b5_stein(mod, sigma, h, f, w, dw, phi_hat, dtype=None):
 
 def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None, dtype=None, stein=False):
     """B4 at Φ̂: kernels Φ (L, P, P), Cholesky factors C of Φ¹..Φᴸ⁻¹ (L−1, P, P), B5's Φ̂¹..Φ̂ᴸ⁻¹ from
-    layers 2..L (:func:`_b5_stein` if ``stein``, else :func:`_b5_direct`), the ESS per layer (``dtype``: that of the products over
+    layers 2..L (:func:`_b5_stein` if ``stein``, else :func:`_b5_direct`), the ESS per layer
+    (``dtype``: that of the products over
     the samples, :func:`_mm`; the test rows keep float64), and with test inputs ``xt`` (Q, D) and
     their noise ``xi`` (L−1, S, Q) the test rows Φ(x_t, X) (L, Q, P) and diagonals (L, Q): test
     coordinates are Gaussian given the training ones (h_t = A h_X + s ξ), weights use training
@@ -286,10 +287,10 @@ def _newton(G, J, x0, tol, max_steps, min_ess):
     """Solve F(x) = G(x) − x = 0 by inexact Newton–Krylov: each step solves J'(x)δ − δ = −F(x) by
     restarted GMRES (:mod:`symntk.solve.krylov`; matrix-free, by jvps of J, G or a cheaper estimate of
     it: :func:`_solve`; XLA hoists their primal part out of GMRES's loop, and a stored
-    ``jax.linearize`` was 1.5× slower per product at P = 1000) to relative accuracy η = min(0.1, max(r, tol/(2r))) (no
-    finer than this step needs to reach tol: Kelley 1995, §6.3), then halves δ (at most LINE_SEARCH
-    times) until the residual r = ‖F‖/‖G‖ falls
-    and every layer keeps ESS ≥ ``min_ess``.  Stops when r ≤ tol, after ``max_steps`` steps, or when
+    ``jax.linearize`` was 1.5× slower per product at P = 1000) to relative accuracy
+    η = min(0.1, max(r, tol/(2r))) (no finer than this step needs to reach tol: Kelley 1995, §6.3),
+    then halves δ (at most LINE_SEARCH times) until the residual r = ‖F‖/‖G‖ falls and every layer
+    keeps ESS ≥ ``min_ess``.  Stops when r ≤ tol, after ``max_steps`` steps, or when
     no step is accepted (stalled).  Returns x, r (inf if x0 itself is non-finite or has ESS < ``min_ess``),
     ESS per layer, auxiliary output and the number of steps."""
     def evaluate(x):

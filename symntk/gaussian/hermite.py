@@ -195,11 +195,11 @@ def _horner_jvp(primals, tangents):
     so that a linearisation stores only the inputs, not the loop's 2N intermediate P × P arrays."""
     (A1, A2, rho), (dA1, dA2, drho) = primals, tangents
     out = _horner(A1, A2, rho)
-    n = jnp.arange(1, A1.shape[-1], dtype=rho.dtype)
-    parts = (lambda: _horner(dA1, A2, rho), lambda: _horner(A1, dA2, rho),
-             lambda: _horner(A1[..., 1:] * n, A2[..., 1:], rho) * drho)
-    return out, sum((part() for part, t in zip(parts, tangents) if not isinstance(t, SymbolicZero)),
-                    jnp.zeros_like(out))
+    parts = [(dA1, lambda: _horner(dA1, A2, rho)), (dA2, lambda: _horner(A1, dA2, rho))]
+    if A1.shape[-1] > 1:  # the slope Σₙ nA1ₙA2ₙρⁿ⁻¹ (none for a single term)
+        n = jnp.arange(1, A1.shape[-1], dtype=rho.dtype)
+        parts.append((drho, lambda: _horner(A1[..., 1:] * n, A2[..., 1:], rho) * drho))
+    return out, sum((part() for t, part in parts if not isinstance(t, SymbolicZero)), jnp.zeros_like(out))
 
 
 def _correlation(q1, c, q2):
