@@ -13,7 +13,7 @@ The saddle point is a fixed point of the dual kernels Φ̂ = (Φ̂¹..Φ̂ᴸ) u
    code) plus the tilt's correction by importance sampling: a control variate whose error
    vanishes with Φ̂, so Φ̂ = 0 gives the NNGP kernels exactly;
 2. backward: Φ̂ᴸ = −γ₀² a aᵀ, a = (Φᴸ + β⁻¹I)⁻¹y (B6), and for ℓ < L B5, Φ̂ˡ = (Φˡ)⁻¹ − (Φˡ)⁻¹⟨hhᵀ⟩(Φˡ)⁻¹
-   over layer ℓ + 1's tilted law, e^{−T(h)}, T = ½φ(h)ᵀΦ̂ˡ⁺¹φ(h).  For φ with no Dirac mass in φ''
+   over layer ℓ + 1's tilted law, e^{−T(h)}, T = ½φ(h)ᵀΦ̂ˡ⁺¹φ(h).  For φ with continuous φ' and φ''
    (tanh, erf, GELU, …) it is evaluated after Gaussian integration by parts (Stein's lemma, twice),
 
        Φ̂ˡ = ⟨∇²T − ∇T∇Tᵀ⟩ = 𝓗ᵀ[Φ̂ˡ⁺¹] + Σ_s (w_s − b_s)∇²T(h_s) − Σ_s w_s ∇T∇Tᵀ(h_s),
@@ -21,7 +21,10 @@ The saddle point is a fixed point of the dual kernels Φ̂ = (Φ̂¹..Φ̂ᴸ) u
    ∇T = φ'⊙Φ̂ˡ⁺¹φ, ∇²T = Φ̂ˡ⁺¹⊙φ'φ'ᵀ + diag(φ''⊙Φ̂ˡ⁺¹φ), 𝓗ᵀ its exact Gaussian average (the
    transposed Jacobian of the layer map, from the engine): no (Φˡ)⁻¹ multiplies the sampling noise,
    which the direct form, Φ̂ˡ = C⁻ᵀ(Σ_s (b_s − w_s) z_s z_sᵀ)C⁻¹ (Φˡ = CCᵀ, h = Cz, ⟨zzᵀ⟩_b for I),
-   amplifies by up to cond(Φˡ); the direct form remains for kinked φ (ReLU).
+   amplifies by up to cond(Φˡ).  Where φ'' jumps (ELU) the diagonal is taken after one integration by
+   parts, diag(⟨∇T zᵀ⟩C⁻¹): C⁻¹ once, on P entries only.  Where φ' jumps (ReLU, leaky ReLU, |x|) the
+   direct form remains: the sampled φ' at points h = Cz that move with Φ̂ would make G jump
+   (:func:`_integrations_by_parts`).
 
 The samples are drawn once per proposal (common random numbers: G is then a smooth deterministic
 map), scrambled Sobol points by default.  Φ̂ = G(Φ̂) is solved by continuation in s = γ₀² from the
@@ -90,6 +93,20 @@ def asymptotic_slopes(expr) -> tuple | None:
     if not all(s.is_finite for s in slopes):
         return None
     return tuple(float(s) for s in slopes)
+
+
+def _integrations_by_parts(act) -> int:
+    """How many Gaussian integrations by parts B5 takes for φ = ``act`` (:func:`_b5_stein`): the number of
+    φ's derivatives that are continuous, at most 2 (0: :func:`_b5_direct`).  After k of them B5 samples
+    φ⁽ᵏ⁾ at points h = Cz that move with Φ̂; a jump of φ⁽ᵏ⁾ would make the sampled map G jump, and
+    Newton stalls at the size of its jumps (ReLU with k = 1: residual 1e-3 on six points, 2¹² samples).
+    A jump can only sit where a Heaviside factor switches."""
+    def jumps(expr):
+        points = {r for h in expr.atoms(sp.Heaviside) for r in sp.solve(h.args[0], x_symbol)}
+        return any(sp.limit(expr, x_symbol, r, "+") != sp.limit(expr, x_symbol, r, "-") for r in points)
+    d1 = act.derivative
+    d2 = sp.diff(d1, x_symbol).replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.Integer(0))
+    return 0 if jumps(act.expr) or jumps(d1) else 1 if jumps(d2) else 2
 
 
 def _normals(sampler, n, dim, seed):
@@ -203,33 +220,40 @@ def _proposal(base, R1, R):
 
 
 def _b5_direct(C, z, dw, dtype=None):
-    """B5 as −C⁻ᵀ(Σ_s (w_s − b_s) z_s z_sᵀ)C⁻¹ (any φ): the sampling noise is multiplied by C⁻¹ twice."""
+    """B5 as −C⁻ᵀ(Σ_s (w_s − b_s) z_s z_sᵀ)C⁻¹ (any φ, steps too): the sampling noise is multiplied by C⁻¹ twice."""
     m = _mm((z * dw[:, None]).T, z, dtype)
     left = solve_triangular(C.T, -m, lower=False)  # C⁻ᵀ(−m)
     return solve_triangular(C.T, left.T, lower=False).T  # (C⁻ᵀ leftᵀ)ᵀ = left C⁻¹
 
 
-def _b5_stein(mod, sigma, h, f, w, dw, phi_hat, dtype=None):
-    """B5 after Gaussian integration by parts, for φ with no Dirac mass in φ'': ⟨∇²T − ∇T∇Tᵀ⟩ over the
-    tilted law of h ~ N(0, Σ) (T = ½φᵀΦ̂φ), its Gaussian part 𝓗ᵀ[Φ̂] exact, the tilt's correction sampled:
-    𝓗ᵀ[Φ̂] + Φ̂⊙Σ(w − b)φ'φ'ᵀ + diag(Σ(w − b)φ''⊙Φ̂φ) − Σ w ∇T∇Tᵀ with ∇T = φ'⊙Φ̂φ."""
+def _b5_stein(mod, sigma, C, z, h, f, w, dw, phi_hat, parts, dtype=None):
+    """B5 after Gaussian integration by parts (E[Σ⁻¹h g(h)] = E[∇g] for h = Cz ~ N(0, Σ)), for continuous
+    φ': ⟨∇²T − ∇T∇Tᵀ⟩ over the tilted law (T = ½φᵀΦ̂φ, ∇T = φ'⊙Φ̂φ), its Gaussian part 𝓗ᵀ[Φ̂] exact and
+    the tilt's correction sampled: 𝓗ᵀ[Φ̂] + Φ̂⊙Σ(w − b)φ'φ'ᵀ + diag(Σ(w − b)φ''⊙Φ̂φ) − Σ w∇T∇Tᵀ
+    (``parts`` = 2).  With ``parts`` = 1 (φ'' jumps) the diagonal is taken after one integration by
+    parts instead, diag(⟨∇T zᵀ⟩C⁻¹) = diag(𝓗ᵀ[Φ̂] + Σ(w − b)∇T zᵀC⁻¹): C⁻¹ multiplies its noise once,
+    and only there."""
     dphi = lambda u: jnp.broadcast_to(mod.dphi(u), u.shape).astype(u.dtype)  # noqa: E731  (φ' is 1 for φ(h) = h)
     d1, d2 = jax.jvp(dphi, (h,), (jnp.ones_like(h),))  # φ' and φ'', elementwise
     f_hat = _mm(f, phi_hat, dtype)
     grad = d1 * f_hat
-    return (_layer_map_transpose(mod, sigma, phi_hat) + phi_hat * _mm((d1 * dw[:, None]).T, d1, dtype)
-            + jnp.diag(dw @ (d2 * f_hat)) - _mm((grad * w[:, None]).T, grad, dtype))
+    sampled = phi_hat * _mm((d1 * dw[:, None]).T, d1, dtype) - _mm((grad * w[:, None]).T, grad, dtype)
+    if parts == 2:
+        diag = jnp.diagonal(sampled) + dw @ (d2 * f_hat)
+    else:
+        diag = jnp.diagonal(solve_triangular(C.T, _mm((grad * dw[:, None]).T, z, dtype).T, lower=False))
+    i = jnp.arange(len(diag))
+    return _layer_map_transpose(mod, sigma, phi_hat) + sampled.at[i, i].set(diag)
 
 
-def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None, dtype=None, stein=False):
+def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None, dtype=None, parts=0):
     """B4 at Φ̂: kernels Φ (L, P, P), Cholesky factors C of Φ¹..Φᴸ⁻¹ (L−1, P, P), B5's Φ̂¹..Φ̂ᴸ⁻¹ from
-    layers 2..L (:func:`_b5_stein` if ``stein``, else :func:`_b5_direct`), the ESS per layer
-    (``dtype``: that of the products over
-    the samples, :func:`_mm`; the test rows keep float64), and with test inputs ``xt`` (Q, D) and
-    their noise ``xi`` (L−1, S, Q) the test rows Φ(x_t, X) (L, Q, P) and diagonals (L, Q): test
-    coordinates are Gaussian given the training ones (h_t = A h_X + s ξ), weights use training
-    coordinates only (theory/adaptive.md §aNBK); ``frozen`` = (points, weights) the layer-1 anchor
-    was summed from, for its test rows."""
+    layers 2..L (:func:`_b5_stein` after ``parts`` ≥ 1 integrations by parts, else :func:`_b5_direct`),
+    the ESS per layer (``dtype``: that of the products over the samples, :func:`_mm`; the test rows
+    keep float64), and with test inputs ``xt`` (Q, D) and their noise ``xi`` (L−1, S, Q) the test rows
+    Φ(x_t, X) (L, Q, P) and diagonals (L, Q): test coordinates are Gaussian given the training ones
+    (h_t = A h_X + s ξ), weights use training coordinates only (theory/adaptive.md §aNBK); ``frozen`` =
+    (points, weights) the layer-1 anchor was summed from, for its test rows."""
     phi = mod.phi
     D = x.shape[1]
     kx = _dot(x, x)
@@ -253,7 +277,7 @@ def _forward(mod, x, smp, phi_hat, xt=None, xi=None, frozen=None, dtype=None, st
         w, b, ess = _weights(f, logb, logb0, ph, dtype)
         dw = w - b
         Phi = _layer_map(mod, prev) + _mm((f * dw[:, None]).T, f, dtype)
-        below = _b5_stein(mod, prev, h, f, w, dw, ph, dtype) if stein else _b5_direct(C, z, dw, dtype)
+        below = _b5_stein(mod, prev, C, z, h, f, w, dw, ph, parts, dtype) if parts else _b5_direct(C, z, dw, dtype)
         moment = (z * w[:, None]).T @ z
         if test is not None:
             rows, diag = test
@@ -325,23 +349,23 @@ def _newton(G, J, x0, tol, max_steps, min_ess):
     return s["x"], s["r"], s["ess"], s["aux"], s["k"]
 
 
-@partial(jax.jit, static_argnames=("mod", "dtype", "stein"))
-def _saddle_map(mod, x, y, smp, phi_hat, gamma0, beta, dtype=None, stein=False):
+@partial(jax.jit, static_argnames=("mod", "dtype", "parts"))
+def _saddle_map(mod, x, y, smp, phi_hat, gamma0, beta, dtype=None, parts=0):
     """G(Φ̂) of B5–B6 on the samples ``smp``: (G, (Φ, tilted second moments), ESS per layer)."""
-    Phis, _, below, ess, _, moments = _forward(mod, x, smp, phi_hat, dtype=dtype, stein=stein)
+    Phis, _, below, ess, _, moments = _forward(mod, x, smp, phi_hat, dtype=dtype, parts=parts)
     return _dual_kernels(Phis, below, y, gamma0, beta), (Phis, moments), ess
 
 
-@partial(jax.jit, static_argnames=("mod", "max_steps", "stein"))
-def _solve(mod, x, y, smp, phi_hat0, gamma0, beta, tol, max_steps, min_ess, stein):
-    """:func:`_newton` on G (B5 by integration by parts if ``stein``, else directly), with Newton's matrix
+@partial(jax.jit, static_argnames=("mod", "max_steps", "parts"))
+def _solve(mod, x, y, smp, phi_hat0, gamma0, beta, tol, max_steps, min_ess, parts):
+    """:func:`_newton` on G (B5 after ``parts`` integrations by parts, :func:`_forward`), with Newton's matrix
     from G's sample products in float32 (JACOBIAN_DTYPE).  Its jvps are then off by float32's rounding:
-    ~√S·u₃₂ with ``stein``, else amplified by at most cond(Φ¹) (2.8e-5 relative on 1000 digits points),
-    which only slows Newton's convergence where that exceeds its forcing term: the residual, line
-    search and ESS checks use G in float64.  An S·P² product takes half the time
+    ~√S·u₃₂, amplified by at most √cond(Φ¹) for ``parts`` = 1 and cond(Φ¹) for 0 (2.8e-5 relative on
+    1000 digits points), which only slows Newton's convergence where that exceeds its forcing term:
+    the residual, line search and ESS checks use G in float64.  An S·P² product takes half the time
     (0.17 s against 0.34 s at S = 2¹³, P = 1000, 2 CPU cores)."""
-    G = partial(_saddle_map, mod, x, y, smp, gamma0=gamma0, beta=beta, stein=stein)
-    J = partial(_saddle_map, mod, x, y, smp, gamma0=gamma0, beta=beta, dtype=JACOBIAN_DTYPE, stein=stein)
+    G = partial(_saddle_map, mod, x, y, smp, gamma0=gamma0, beta=beta, parts=parts)
+    J = partial(_saddle_map, mod, x, y, smp, gamma0=gamma0, beta=beta, dtype=JACOBIAN_DTYPE, parts=parts)
     return _newton(G, J, phi_hat0, tol, max_steps, min_ess)
 
 
@@ -529,8 +553,7 @@ class BayesianMLP:
         self.depth, self.gamma0, self.beta = int(depth), float(gamma0), float(beta)
         self.samples, self.sampler, self.seed, self.min_ess = int(samples), sampler, seed, float(min_ess)
         self._mod = self.dual.module()
-        # B5 by integration by parts (_b5_stein) where φ'' has no Dirac mass
-        self._stein = not sp.diff(self.activation.expr, x_symbol, 2).has(sp.DiracDelta)
+        self._parts = _integrations_by_parts(self.activation)
         self.slopes = asymptotic_slopes(self.activation.expr)
         if self.slopes is None and gamma0 > 0:
             raise DivergentIntegralError(
@@ -584,8 +607,8 @@ class BayesianMLP:
     def perturbative(self, x_train, y_train, x_test=None) -> Solution:
         """The fast approximate solver: a Solution (``result`` = "first_order") holding the first-order
         kernels and dual kernels, no iteration; its ``residual`` is the stationarity residual there
-        (relative O(γ₀²) at depth 1, and deeper for φ with no Dirac mass in φ'', whose B5 has the exact
-        𝓗ᵀ as its Gaussian part; for kinked φ deeper it floors at the O(1/√S) gap between 𝓗ᵀ and B5's
+        (relative O(γ₀²) at depth 1, and deeper for φ with no jump, whose B5 has the exact 𝓗ᵀ as its
+        Gaussian part; for a step or sign deeper it floors at the O(1/√S) gap between 𝓗ᵀ and B5's
         direct sampled estimate), and test rows come from one sampling pass at the first-order Φ̂."""
         x, y = self._check(x_train, y_train)
         P, D = x.shape
@@ -593,7 +616,7 @@ class BayesianMLP:
         hats, phi = (np.asarray(a) for a in _first_order(self._mod, jnp.asarray(x), jnp.asarray(y), smp, self.gamma0,
                                                          self.beta))
         G, _, ess = _saddle_map(self._mod, jnp.asarray(x), jnp.asarray(y), smp, jnp.asarray(hats), self.gamma0,
-                                self.beta, stein=self._stein)
+                                self.beta, parts=self._parts)
         G = np.asarray(G)
         res = float(np.linalg.norm(G - hats) / max(np.linalg.norm(G), 1e-300))
         sol = Solution(phi, hats, "first_order", res, np.asarray(ess), 0, self._growth(x, smp, phi, hats), None, None,
@@ -673,7 +696,7 @@ class BayesianMLP:
         # would retrace and recompile _solve, 33 s for tanh at depth 2
         def solve(smp, phi_hat, gamma0, tol):
             return _solve(self._mod, x, y, smp, phi_hat, float(gamma0), float(self.beta), float(tol),
-                          NEWTON_STEPS, self.min_ess, self._stein)
+                          NEWTON_STEPS, self.min_ess, self._parts)
         path = [(0.0, jnp.zeros_like(start))]
         slope = start / S if S > 0 else jnp.zeros_like(start)
         s, ds, steps, ess_ref = 0.0, S, 0, np.full(L, float(self.samples))

@@ -182,9 +182,10 @@ def test_resample_move_keeps_the_anchor_and_samples_the_tilted_law():
 
 
 def test_b5_is_minus_twice_the_gradient_of_log_z():
-    """B5 (as the solver evaluates it, with the control variate), in both forms (direct, and after
-    integration by parts), equals −2∂ln Z_{ℓ+1}/∂Φˡ computed by JAX autodiff through the
-    reparameterised quadrature h = chol(Σ)z (erf, P = D = 2)."""
+    """B5 (as the solver evaluates it, with the control variate), in its three forms (direct, after two
+    integrations by parts, and with the diagonal after one: the kinked form, whose identity holds for any
+    φ), equals −2∂ln Z_{ℓ+1}/∂Φˡ computed by JAX autodiff through the reparameterised quadrature
+    h = chol(Σ)z (erf, P = D = 2)."""
     m = anbk.BayesianMLP("erf(x)", depth=2, gamma0=1.0, beta=5.0, samples=120**2, sampler="gauss-hermite")
     base = m._samples(2, 2)
     z, logb = base.z[0], base.logb[0]
@@ -201,8 +202,9 @@ def test_b5_is_minus_twice_the_gradient_of_log_z():
     w, b, _ = anbk._weights(f, logb, logb, tilt)
     # the quadratures converge with the grid (80 nodes: 5e-9 apart)
     np.testing.assert_allclose(anbk._b5_direct(C, z, w - b), -2 * (grad + grad.T) / 2, atol=1e-9)
-    stein = anbk._b5_stein(m._mod, sigma, z @ C.T, f, w, w - b, tilt)
-    np.testing.assert_allclose((stein + stein.T) / 2, -2 * (grad + grad.T) / 2, atol=1e-9)
+    for parts in (2, 1):
+        stein = anbk._b5_stein(m._mod, sigma, C, z, z @ C.T, f, w, w - b, tilt, parts)
+        np.testing.assert_allclose((stein + stein.T) / 2, -2 * (grad + grad.T) / 2, atol=1e-9)
 
 
 @pytest.mark.parametrize("act", ["tanh(x)", "relu(x)"])
@@ -219,33 +221,33 @@ def test_transposed_layer_jacobian_is_the_vjp(act):
     np.testing.assert_allclose(forward, reverse, rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(reverse))))
 
 
-@pytest.mark.parametrize("act", ["erf(x)", "relu(x)"])
+@pytest.mark.parametrize("act", ["erf(x)", "elu(x)", "relu(x)"])
 def test_newton_matrix_uses_float32_products(act):
     """The Newton matrix of ``_solve`` (G with its sample products in JACOBIAN_DTYPE) applied to a
-    direction v equals float64's jvp of G to float32 accuracy. For smooth φ (erf: B5 by integration by
-    parts, no inverse of Φ¹) that is the rounding of S-term float32 sums, √S·u₃₂ = 3.8e-6 (the
-    probabilistic bound of Higham & Mary; measured 1.1e-6). For kinked φ (ReLU: the direct B5, which
-    applies Φ¹'s Cholesky factor on both sides) u₃₂ = 6e-8 amplified by at most cond(Φ¹): measured
-    6.7e-5 against 1.6e-4 (on P = 1000 digits points 2.8e-5 against 5e-3). The residual, line search
-    and ESS checks stay in float64. The two must also differ (> 1e-10): otherwise the products did not
-    run in float32."""
+    direction v equals float64's jvp of G to float32 accuracy: the rounding of S-term float32 sums,
+    √S·u₃₂ = 3.8e-6 (the probabilistic bound of Higham & Mary), amplified by the factors of C⁻¹ that B5
+    applies to them, each at most √cond(Φ¹). For smooth φ (erf: B5 after two integrations by parts)
+    none: measured 1.1e-6; ELU (one, C⁻¹ once on the diagonal): 1.0e-6 against 1.4e-4; ReLU (the direct
+    form, C⁻¹ on both sides): 1.2e-4 against 1.1e-2 (on P = 1000 digits points 2.8e-5). The
+    residual, line search and ESS checks stay in float64. The two must also differ (> 1e-10): otherwise
+    the products did not run in float32."""
     m = anbk.BayesianMLP(act, depth=2, gamma0=0.7, beta=5.0, samples=2**12)
     x, y = jnp.asarray(X6), jnp.asarray(Y6)
     smp = m._samples(*X6.shape)
     hats = m.first_order(X6, Y6)[0]
-    v = jnp.asarray(np.stack([a + a.T for a in RNG.normal(size=(2, 6, 6))]))
+    v = jnp.asarray(np.stack([a + a.T for a in np.random.default_rng(5).normal(size=(2, 6, 6))]))
 
     @jax.jit
     def jvps(p, v):
-        return [jax.jvp(lambda q: anbk._saddle_map(m._mod, x, y, smp, q, 0.7, 5.0, dtype=dt, stein=m._stein)[0],
+        return [jax.jvp(lambda q: anbk._saddle_map(m._mod, x, y, smp, q, 0.7, 5.0, dtype=dt, parts=m._parts)[0],
                         (p,), (v,))[1] for dt in (None, anbk.JACOBIAN_DTYPE)]
 
     exact, cheap = jvps(jnp.asarray(hats), v)
     err = float(jnp.linalg.norm(cheap - exact) / jnp.linalg.norm(exact))
     phi1 = np.asarray(anbk._saddle_map(m._mod, x, y, smp, jnp.asarray(hats), 0.7, 5.0)[1][0][0])
     u32 = np.finfo(np.float32).eps / 2
-    assert m._stein == (act == "erf(x)")
-    assert 1e-10 < err <= (np.sqrt(m.samples) * u32 if m._stein else np.linalg.cond(phi1) * u32), err
+    assert m._parts == {"erf(x)": 2, "elu(x)": 1, "relu(x)": 0}[act]
+    assert 1e-10 < err <= np.sqrt(m.samples) * u32 * np.linalg.cond(phi1) ** (1 - m._parts / 2), err
 
 
 def test_test_points():
@@ -273,7 +275,7 @@ def test_returned_solutions_are_stationary(act):
     sol = m.solve(X6, Y6, tol=1e-8)
     assert sol.result == "successful" and sol.residual <= 1e-8 and np.min(sol.ess) > 0.5 * 2**12
     smp = sol.samples
-    Phis, _, below, _, _, _ = anbk._forward(m._mod, jnp.asarray(X6), smp, jnp.asarray(sol.phi_hat), stein=m._stein)
+    Phis, _, below, _, _, _ = anbk._forward(m._mod, jnp.asarray(X6), smp, jnp.asarray(sol.phi_hat), parts=m._parts)
     G = np.asarray(anbk._dual_kernels(Phis, below, jnp.asarray(Y6), m.gamma0, m.beta))
     assert np.linalg.norm(G - sol.phi_hat) / np.linalg.norm(G) <= 1e-8
     np.testing.assert_allclose(np.asarray(Phis), sol.phi, rtol=1e-12)
@@ -411,16 +413,17 @@ def test_theory_matches_finite_width_langevin_networks(act, gamma0):
           f"shift cosine {np.round(shift, 3)}, kernel cosine {np.round(cos, 5)}")
 
 
-@pytest.mark.parametrize("depth", [1, 2])
-def test_perturbative_solver(depth):
+@pytest.mark.parametrize("act,depth", [("erf(x)", 1), ("erf(x)", 2), ("elu(x)", 2)])
+def test_perturbative_solver(act, depth):
     """The first-order Solution: kernels equal `first_order`; its stationarity residual is the
     relative size of the neglected orders, O(γ₀²), so it falls ≈ 4× when γ₀ halves — at depth 2 too,
-    because for smooth φ B5's Gaussian part is the exact 𝓗ᵀ (integration by parts; the direct form
-    C⁻ᵀ(Σ(w − b)zzᵀ)C⁻¹ floors at its O(1/√S) sampling gap: ratio 1.15 here); the kernels' error
-    against the full solve is a small part of the feature-learning shift."""
+    because B5's Gaussian part is the exact 𝓗ᵀ (integration by parts; for ELU, whose φ'' jumps, with the
+    diagonal after one: measured 4.1; the direct form C⁻ᵀ(Σ(w − b)zzᵀ)C⁻¹ floors at its O(1/√S)
+    sampling gap: ratio 1.15 for erf and 1.3 for ELU here); the kernels' error against the full solve is
+    a small part of the feature-learning shift."""
     res = []
     for g in (0.1, 0.05):
-        m = anbk.BayesianMLP("erf(x)", depth=depth, gamma0=g, beta=5.0, samples=2**12)
+        m = anbk.BayesianMLP(act, depth=depth, gamma0=g, beta=5.0, samples=2**12)
         sol = m.perturbative(X6, Y6, x_test=X6[:2])
         np.testing.assert_array_equal(sol.phi, m.first_order(X6, Y6)[1])
         assert sol.result == "first_order" and sol.prediction.shape == (2,)
@@ -428,3 +431,14 @@ def test_perturbative_solver(depth):
     assert 3 < res[0] / res[1] < 5
     full = m.solve(X6, Y6)
     assert np.max(np.abs(sol.phi - full.phi)) < 0.1 * np.max(np.abs(full.phi - m.nngp(X6)))
+
+
+def test_b5_form_follows_the_dirac_masses_of_phi():
+    """B5 takes as many Gaussian integrations by parts as φ has continuous derivatives, at most two (a
+    jump in the φ⁽ᵏ⁾ it samples would make the sampled map jump): two for tanh, GELU, the linear φ and
+    relu(x)³; one for ELU and x·relu(x), whose φ'' jumps; none for ReLU, |x|, leaky ReLU and SELU, whose
+    φ' jumps, or for step and sign."""
+    from symntk.activation import activation
+    expect = {"tanh(x)": 2, "gelu(x)": 2, "x": 2, "relu(x)**3": 2, "elu(x)": 1, "x*relu(x)": 1, "relu(x)": 0,
+              "abs(x)": 0, "leaky_relu(x, 0.2)": 0, "selu(x)": 0, "min(x, 1)": 0, "step(x)": 0, "sign(x)": 0}
+    assert {src: anbk._integrations_by_parts(activation(src)) for src in expect} == expect
