@@ -30,6 +30,7 @@ def run(data, out, activation, depth=2, gamma0=0.2, beta=5.0, samples=2**13, n_t
     model = BayesianMLP(activation, depth=depth, gamma0=gamma0, beta=beta, samples=samples)
     sol = model.solve(xtr, ytr, x_test=xte, tol=tol)
     seconds = time.perf_counter() - t0
+    held = sol.heldout_ess()
     lazy = BayesianMLP(activation, depth=depth, gamma0=0.0, beta=beta, samples=samples).solve(xtr, ytr, x_test=xte)
     mse = lambda f, y: float(np.mean((f - y) ** 2))  # noqa: E731
     train = lambda s: s.phi[-1] @ np.linalg.solve(s.phi[-1] + np.eye(p) / beta, ytr)  # noqa: E731
@@ -37,7 +38,8 @@ def run(data, out, activation, depth=2, gamma0=0.2, beta=5.0, samples=2**13, n_t
               for name, s in (("nngp", lazy), ("anbk", sol))}
     log(f"{model.activation.expr}, depth {depth}, γ₀ = {gamma0}, β = {beta}, {samples} samples, {p} train / "
         f"{len(yte)} test points: test MSE NNGPK {losses['nngp']['test']:.4f}, aNBK {losses['anbk']['test']:.4f} "
-        f"({sol.result}, stationarity residual {sol.residual:.2g}, ESS {np.min(sol.ess):.0f}; {seconds:.0f} s)")
+        f"({sol.result}, stationarity residual {sol.residual:.2g}, ESS {np.min(sol.ess):.0f}, on independent points "
+        f"{np.nanmin(held, initial=np.inf):.0f}; {seconds:.0f} s)")
 
     fig, axes = figure(2, depth, figsize=(4.2 * depth, 7.6), squeeze=False)
     for ell in range(depth):
@@ -68,7 +70,8 @@ def run(data, out, activation, depth=2, gamma0=0.2, beta=5.0, samples=2**13, n_t
     lines = [f"# aNBK vs NNGPK: `{activation}` on {data.name}", "",
              f"Depth {depth}, γ₀ = {gamma0}, β = {beta}, {samples} importance samples per layer; {p} training and "
              f"{len(yte)} test points; {seconds:.1f} s.  Result: {sol.result} (stationarity residual {sol.residual:.3g}, "
-             f"tolerance {tol:g}; effective sample sizes {', '.join(f'{e:.0f}' for e in sol.ess)}).", "",
+             f"tolerance {tol:g}; effective sample sizes {', '.join(f'{e:.0f}' for e in sol.ess)}, on independent "
+             f"points {', '.join(f'{e:.0f}' for e in held)}: Solution.heldout_ess).", "",
              "| predictor | train MSE | test MSE |", "|---|---:|---:|",
              f"| NNGPK (γ₀ → 0) | {losses['nngp']['train']:.4f} | {losses['nngp']['test']:.4f} |",
              f"| aNBK (B1 at the saddle point) | {losses['anbk']['train']:.4f} | {losses['anbk']['test']:.4f} |", "",
@@ -79,7 +82,8 @@ def run(data, out, activation, depth=2, gamma0=0.2, beta=5.0, samples=2**13, n_t
     (out / "anbk_report.md").write_text("\n".join(lines) + "\n")
     (out / "anbk_results.json").write_text(json.dumps({
         "activation": activation, "depth": depth, "gamma0": gamma0, "beta": beta, "samples": samples,
-        "result": sol.result, "residual": sol.residual, "ess": sol.ess.tolist(), "losses": losses,
+        "result": sol.result, "residual": sol.residual, "ess": sol.ess.tolist(),
+        "ess_heldout": [None if np.isnan(e) else float(e) for e in held], "losses": losses,
         "alignment": {"nngp": lazy.alignment().tolist(), "anbk": sol.alignment().tolist()}, "seconds": seconds},
         indent=1))
     return sol, losses

@@ -88,6 +88,7 @@ def test_anbk_command_writes_the_report(tmp_path):
                  "--out", str(out)]) == 0
     res = json.loads((out / "anbk_results.json").read_text())
     assert res["result"] == "successful" and res["residual"] <= 1e-6
+    assert len(res["ess_heldout"]) == len(res["ess"]) and all(0 < e <= 1024 for e in res["ess_heldout"])
     assert res["alignment"]["anbk"][-1] > res["alignment"]["nngp"][-1]
     for name in ("anbk_report.md", "anbk_kernels.png", "anbk_alignment.png", "anbk_densities.png"):
         assert (out / name).stat().st_size > 0
