@@ -774,6 +774,8 @@ class BayesianMLP:
         better, low = ess_fit > ess, max(ess_fit[0], ess[0]) < PARTICLES * self.samples
         if not (better.any() or low):
             return pts, ess
+        if better.all() and not low:
+            return (fitted, _no_frozen(x.shape[1])), ess_fit
         new = _select(better, fitted, smp)
         if low:
             key = jax.random.fold_in(jax.random.PRNGKey(self.seed), step)
