@@ -5,7 +5,7 @@ Problems: digits (0–4 against 5–9), two-layer ReLU (depth 1) and depth-2 tan
 symntk: `BayesianMLP(samples=2**13).solve(tol=1e-4)` — fixed QMC samples with control variates,
 continuation in γ₀² with a Newton–Krylov corrector, fitted proposals (2¹³ samples per layer and
 proposal); its ESS is reported on the solve's own points and on independent ones
-(`Solution.heldout_ess`, not timed).
+(`Solution.ess_heldout`; below min_ess there the result is `sampling_degenerate`).
 Plain Algorithm 1: simultaneous gradient ascent in Φ̂ (5 inner steps) and descent in Φ on the
 action B2, every outer step with 2·10⁵ fresh Monte-Carlo samples per layer (self-normalised
 importance weights, log-sum-exp), from the NNGP kernels, jitted, samples processed in chunks of
@@ -38,7 +38,7 @@ def case_symntk(act, depth, P, gamma0):
     sol = m.solve(x, y, tol=TOL, throw=False)
     seconds = time.perf_counter() - t0
     report(seconds=seconds, compile_s=compile_s, result=sol.result, residual=sol.residual,
-           ess=float(np.min(sol.ess)), ess_heldout=float(np.nanmin(sol.heldout_ess(), initial=np.inf)), samples=SAMPLES)
+           ess=float(np.min(sol.ess)), ess_heldout=float(np.nanmin(sol.ess_heldout, initial=np.inf)), samples=SAMPLES)
 
 
 def case_plain(act, depth, P, gamma0, budget):

@@ -48,7 +48,6 @@ every γ₀ > 0 and are refused.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from typing import NamedTuple
@@ -62,7 +61,7 @@ from scipy.special import ndtri
 from scipy.stats import qmc
 
 from .activation import x as x_symbol
-from .errors import ConvergenceError, DataError, DivergentIntegralError, PrecisionWarning
+from .errors import ConvergenceError, DataError, DivergentIntegralError
 from .gaussian import derive
 from .kernels import _check_x, _dot
 from .solve.krylov import gmres
@@ -443,6 +442,21 @@ def _tilt_growth(phi_inf, B, phi_hat, Z, steps=200):
     return jnp.maximum(jnp.max(g(U)), jnp.max(g(jax.lax.fori_loop(0, steps, step, best))))
 
 
+def _heldout_ess(model, x, y, smp, frozen, phi_hat, seed=1):
+    """The ESS per layer at Φ̂ on independent i.i.d. normal points (``seed``) pushed through the proposals
+    ``smp`` was drawn from (R1, R), one pass of G.  The ESS of the points Φ̂ was solved on is optimistic
+    where the tilted law has heavy tails that those points under-represent and Φ̂ was tuned to them
+    (derivations/anbk.md: on 1000 digits points 1373 there against 1–20 on independent ones).  Layer 1
+    reads nan when its points are particles of the tilted law (``frozen`` non-empty: no proposal to
+    redraw from); a nan elsewhere means the pass failed (a kernel not positive definite on those points)."""
+    P, D = x.shape
+    fresh = _proposal(_cached_samples("mc", model.samples, D, P, model.depth, (model.seed, seed)), smp.R1, smp.R)
+    ess = np.array(_saddle_map(model._mod, jnp.asarray(x), jnp.asarray(y), fresh, jnp.asarray(phi_hat), 0.0,
+                               model.beta)[2])
+    ess[0] = np.nan if len(frozen[1]) else ess[0]
+    return ess
+
+
 @lru_cache(maxsize=None)
 def _asymptote(slopes):
     """φ∞(h) = a₊ relu(h) + a₋ relu(−h) as a JAX function (one object per slopes, for jit caching)."""
@@ -456,9 +470,10 @@ class Solution:
 
     ``phi``, ``phi_hat`` (L, P, P): Φ¹..Φᴸ and Φ̂¹..Φ̂ᴸ; ``result``: one of ``RESULTS``;
     ``residual``: the stationarity residual ‖G(Φ̂) − Φ̂‖_F/‖G(Φ̂)‖_F of B5–B6 (module docstring);
-    ``ess`` (L,): effective sample size per layer; ``steps``: fixed-point iterations;
-    ``growth`` (L,): max over directions of −φ∞ᵀΦ̂ˡφ∞ (normalisable below 1; nan when φ grows
-    sublinearly); ``phi_test`` (L, Q, P), ``phi_test_diag`` (L, Q), ``prediction`` (Q,) for ``x_test``.
+    ``ess`` (L,): effective sample size per layer, and ``ess_heldout`` (L,) the same on independent
+    points; ``steps``: fixed-point iterations; ``growth`` (L,): max over directions of −φ∞ᵀΦ̂ˡφ∞
+    (normalisable below 1; nan when φ grows sublinearly); ``phi_test`` (L, Q, P), ``phi_test_diag``
+    (L, Q), ``prediction`` (Q,) for ``x_test``.
     """
 
     phi: np.ndarray
@@ -476,6 +491,7 @@ class Solution:
     y_train: np.ndarray
     samples: _Samples  # the points the solution was solved on (test rows and densities reuse them)
     frozen: tuple  # (points (S', D), weights (S',)): the layer-1 points and weights ``samples.anchor1`` sums
+    ess_heldout: np.ndarray | None = None  # (L,) ESS on independent points (:meth:`heldout_ess`); None at first order
 
     def test_kernels(self, x_new, batch=256):
         """(Φˡ(x_new, X) (L, Q, P), Φˡ(x, x) (L, Q)) from the same samples, in batches of test points."""
@@ -507,23 +523,8 @@ class Solution:
 
     def heldout_ess(self, seed=1):
         """The effective sample size per layer at this Φ̂ on independent i.i.d. normal points (``seed``)
-        drawn from the solution's own proposals.  The ESS of the points Φ̂ was solved on (``ess``) is
-        optimistic where the tilted law has heavy tails that stratified points under-represent
-        (derivations/anbk.md: 1506 there against 57 and 376 here, tanh on 200 digits).  Layer 1 reads
-        nan when its points are particles of the tilted law, which have no proposal to redraw from.
-        Warns (:class:`PrecisionWarning`) when a layer falls below the model's ``min_ess``."""
-        m, smp = self.model, self.samples
-        P, D = self.x_train.shape
-        fresh = _proposal(_cached_samples("mc", m.samples, D, P, m.depth, (m.seed, seed)), smp.R1, smp.R)
-        ess = np.array(_saddle_map(m._mod, jnp.asarray(self.x_train), jnp.asarray(self.y_train), fresh,
-                                    jnp.asarray(self.phi_hat), 0.0, m.beta)[2])
-        ess[0] = np.nan if len(self.frozen[1]) else ess[0]
-        if np.any(ess < m.min_ess):
-            warnings.warn(f"on independent points the importance weights give ESS {np.array2string(ess, precision=0)} "
-                          f"per layer (below min_ess = {m.min_ess:g}; {np.array2string(self.ess, precision=0)} on the "
-                          "solve's own points): the tilted law has heavier tails than those points show; re-solve with "
-                          "more samples or check the kernels against another seed", PrecisionWarning, stacklevel=2)
-        return ess
+        drawn from the solution's own proposals (:func:`_heldout_ess`; ``solve`` checks seed 1)."""
+        return _heldout_ess(self.model, self.x_train, self.y_train, self.samples, self.frozen, self.phi_hat, seed)
 
     def alignment(self):
         """A(Φˡ, yyᵀ) = yᵀΦˡy/(‖Φˡ‖_F |y|²) for ℓ = 0 (Kˣ) .. L."""
@@ -663,7 +664,9 @@ class BayesianMLP:
         ``adapt`` ≥ 1 the points are also refreshed after every continuation step, and ``adapt = 0``
         keeps the plain N(0, I) samples throughout.
         ``throw``: raise :class:`ConvergenceError` (steps exhausted) or :class:`DivergentIntegralError`
-        (``sampling_degenerate``) instead of returning a Solution with that ``result``.
+        (``sampling_degenerate``: a tilt that is not normalisable, an ESS below ``min_ess`` on the solve's
+        points or on independent ones, :func:`_heldout_ess`) instead of returning a Solution with that
+        ``result``.
         """
         x, y = self._check(x_train, y_train)
         P, D = x.shape
@@ -682,17 +685,19 @@ class BayesianMLP:
         ph, res, ess, phi, steps, reached, stalled = out
         ph, phi, res, ess = np.asarray(ph), np.asarray(phi), float(res), np.asarray(ess)
         growth = self._growth(x, smp, phi, ph)
-        if reached == self.gamma0 and res <= tol and not np.any(growth >= 1):
+        held = _heldout_ess(self, x, y, smp, frozen, ph)
+        collapsed = not np.all(held[1 if len(frozen[1]) else 0:] >= self.min_ess)  # nan: the pass failed
+        if reached == self.gamma0 and res <= tol and not np.any(growth >= 1) and not collapsed:
             result = "successful"
-        elif np.any(growth >= 1) or stalled and np.min(ess) < 4 * self.min_ess:
+        elif np.any(growth >= 1) or collapsed or stalled and np.min(ess) < 4 * self.min_ess:
             result = "sampling_degenerate"  # a stall with the weights within 4× of the floor: Newton's
             # steps are routinely refused by it, and the sampled map is rough
         else:
             result = "max_steps_reached"
-        sol = Solution(phi, ph, result, res, ess, steps, growth, None, None, None, self, x, y, smp, frozen)
+        sol = Solution(phi, ph, result, res, ess, steps, growth, None, None, None, self, x, y, smp, frozen, held)
         where = "" if reached == self.gamma0 else f" (the continuation reached gamma0 = {reached:.4g})"
         if throw and result == "sampling_degenerate":
-            raise DivergentIntegralError(self._degenerate_message(sol) + where)
+            raise DivergentIntegralError(self._degenerate_message(sol, collapsed) + where)
         if throw and result == "max_steps_reached":
             raise ConvergenceError(
                 f"the aNBK saddle point was not reached after {steps} Newton steps{where}: the continuation "
@@ -795,7 +800,7 @@ class BayesianMLP:
         Z = [smp.w] + list(smp.z)
         return np.array([float(_tilt_growth(f, b, jnp.asarray(m), z)) for b, m, z in zip(B, phi_hat, Z)])
 
-    def _degenerate_message(self, sol):
+    def _degenerate_message(self, sol, collapsed):
         bad = np.flatnonzero(sol.growth >= 1)
         if bad.size:
             ell = bad[0] + 1
@@ -803,6 +808,12 @@ class BayesianMLP:
                     f"beta = {self.beta}: along some direction the tilt grows like exp(+{sol.growth[bad[0]]:.3g}·|z|²/2) "
                     "against the Gaussian's exp(−|z|²/2), so Z diverges and no sampler can give a meaningful kernel; "
                     "lower gamma0 (or beta) below the point where this growth reaches 1")
+        if collapsed and np.min(sol.ess) >= self.min_ess:
+            return (f"on independent points drawn from the solution's proposals the importance weights give ESS "
+                    f"{np.array2string(sol.ess_heldout, precision=0)} per layer (min_ess = {self.min_ess:g}; "
+                    f"{np.array2string(sol.ess, precision=0)} on the solve's own points) at gamma0 = "
+                    f"{self.gamma0}: the tilted weights are heavier-tailed than the solve's points show, and its "
+                    "saddle point is specific to them; use more samples or a smaller gamma0")
         ell = int(np.argmin(sol.ess)) + 1
         return (f"importance sampling collapsed in layer {ell} at gamma0 = {self.gamma0}: effective sample size "
                 f"{np.min(sol.ess):.3g} (min_ess = {self.min_ess:g}); use more samples or a smaller gamma0")

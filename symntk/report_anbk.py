@@ -30,7 +30,7 @@ def run(data, out, activation, depth=2, gamma0=0.2, beta=5.0, samples=2**13, n_t
     model = BayesianMLP(activation, depth=depth, gamma0=gamma0, beta=beta, samples=samples)
     sol = model.solve(xtr, ytr, x_test=xte, tol=tol)
     seconds = time.perf_counter() - t0
-    held = sol.heldout_ess()
+    held = sol.ess_heldout
     lazy = BayesianMLP(activation, depth=depth, gamma0=0.0, beta=beta, samples=samples).solve(xtr, ytr, x_test=xte)
     mse = lambda f, y: float(np.mean((f - y) ** 2))  # noqa: E731
     train = lambda s: s.phi[-1] @ np.linalg.solve(s.phi[-1] + np.eye(p) / beta, ytr)  # noqa: E731
