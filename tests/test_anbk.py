@@ -222,14 +222,15 @@ def test_transposed_layer_jacobian_is_the_vjp(act):
     np.testing.assert_allclose(forward, reverse, rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(reverse))))
 
 
-@pytest.mark.parametrize("act", ["erf(x)", "elu(x)", "relu(x)"])
+@pytest.mark.parametrize("act", ["erf(x)", "relu(x)"])
 def test_newton_matrix_uses_float32_products(act):
     """The Newton matrix of ``_solve`` (G with its sample products in JACOBIAN_DTYPE) applied to a
     direction v equals float64's jvp of G to float32 accuracy: the rounding of S-term float32 sums,
     √S·u₃₂ = 3.8e-6 (the probabilistic bound of Higham & Mary), amplified by the factors of C⁻¹ that B5
     applies to them, each at most √cond(Φ¹). For smooth φ (erf: B5 after two integrations by parts)
-    none: measured 1.1e-6; ELU (one, C⁻¹ once on the diagonal): 1.0e-6 against 1.4e-4; ReLU (the direct
-    form, C⁻¹ on both sides): 1.2e-4 against 1.1e-2 (on P = 1000 digits points 2.8e-5). The
+    none: measured 1.1e-6; ReLU (the direct form, C⁻¹ on both sides): 1.2e-4 against 1.1e-2 (on P =
+    1000 digits points 2.8e-5). ELU (one, C⁻¹ once on the diagonal) measured 1.0e-6 against 1.4e-4,
+    and is not a parameter here: its Hermite-series compile costs CI ~1 min. The
     residual, line search and ESS checks stay in float64. The two must also differ (> 1e-10): otherwise
     the products did not run in float32."""
     m = anbk.BayesianMLP(act, depth=2, gamma0=0.7, beta=5.0, samples=2**12)
@@ -247,7 +248,7 @@ def test_newton_matrix_uses_float32_products(act):
     err = float(jnp.linalg.norm(cheap - exact) / jnp.linalg.norm(exact))
     phi1 = np.asarray(anbk._saddle_map(m._mod, x, y, smp, jnp.asarray(hats), 0.7, 5.0)[1][0][0])
     u32 = np.finfo(np.float32).eps / 2
-    assert m._parts == {"erf(x)": 2, "elu(x)": 1, "relu(x)": 0}[act]
+    assert m._parts == {"erf(x)": 2, "relu(x)": 0}[act]
     assert 1e-10 < err <= np.sqrt(m.samples) * u32 * np.linalg.cond(phi1) ** (1 - m._parts / 2), err
 
 
