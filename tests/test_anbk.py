@@ -468,3 +468,19 @@ def test_heldout_ess(monkeypatch):
     assert m.solve(X6, Y6, throw=False).result == "sampling_degenerate"
     with pytest.raises(DivergentIntegralError, match="on independent points"):
         m.solve(X6, Y6)
+
+
+def test_select_takes_each_layers_points_and_proposal_together():
+    """``_select`` with layer 1 from one point set and layer 2 from another: each layer's points, weights
+    and proposal factor (R1 for layer 1, R for the deeper layers) come from the same set, so a held-out
+    redraw through the selected proposals reproduces the selected points."""
+    m = anbk.BayesianMLP("erf(x)", depth=2, samples=2**8)
+    base = m._samples(*X6.shape)
+    R1a, R1b = 1.1 * jnp.eye(4), 0.9 * jnp.eye(4)
+    Ra, Rb = 1.2 * jnp.eye(6)[None], 0.8 * jnp.eye(6)[None]
+    mixed = anbk._select(np.array([True, False]), anbk._proposal(base, R1a, Ra), anbk._proposal(base, R1b, Rb))
+    np.testing.assert_array_equal(mixed.R1, R1a)
+    np.testing.assert_array_equal(mixed.R, Rb)
+    redrawn = anbk._proposal(base, mixed.R1, mixed.R)
+    np.testing.assert_array_equal(redrawn.w, mixed.w)
+    np.testing.assert_array_equal(redrawn.z, mixed.z)
