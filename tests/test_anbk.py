@@ -439,10 +439,11 @@ def test_b5_form_follows_the_dirac_masses_of_phi():
     """B5 takes as many Gaussian integrations by parts as φ has continuous derivatives, at most two (a
     jump in the φ⁽ᵏ⁾ it samples would make the sampled map jump): two for tanh, GELU, the linear φ and
     relu(x)³; one for ELU and x·relu(x), whose φ'' jumps; none for ReLU, |x|, leaky ReLU and SELU, whose
-    φ' jumps, or for step and sign."""
+    φ' jumps, or for step and sign; none for nested switches (clipped φ), which it does not analyse."""
     from symntk.activation import activation
     expect = {"tanh(x)": 2, "gelu(x)": 2, "x": 2, "relu(x)**3": 2, "elu(x)": 1, "x*relu(x)": 1, "relu(x)": 0,
-              "abs(x)": 0, "leaky_relu(x, 0.2)": 0, "selu(x)": 0, "min(x, 1)": 0, "step(x)": 0, "sign(x)": 0}
+              "abs(x)": 0, "leaky_relu(x, 0.2)": 0, "selu(x)": 0, "min(x, 1)": 0, "step(x)": 0, "sign(x)": 0,
+              "min(relu(x), 6)": 0, "max(min(x, 1), -1)": 0}
     assert {src: anbk._integrations_by_parts(activation(src)) for src in expect} == expect
 
 
