@@ -457,7 +457,8 @@ def _heldout_ess(model, x, y, smp, frozen, phi_hat, seed=1):
     reads nan when its points are particles of the tilted law (``frozen`` non-empty: no proposal to
     redraw from); a nan elsewhere means the pass failed (a kernel not positive definite on those points)."""
     P, D = x.shape
-    fresh = _proposal(_cached_samples("mc", model.samples, D, P, model.depth, (model.seed, seed)), smp.R1, smp.R)
+    base = _cached_samples.__wrapped__("mc", model.samples, D, P, model.depth, (model.seed, seed))  # used once: not cached
+    fresh = _proposal(base, smp.R1, smp.R)
     ess = np.array(_saddle_map(model._mod, jnp.asarray(x), jnp.asarray(y), fresh, jnp.asarray(phi_hat), 0.0,
                                model.beta)[2])
     ess[0] = np.nan if len(frozen[1]) else ess[0]
