@@ -457,7 +457,7 @@ def _heldout_ess(model, x, y, smp, frozen, phi_hat, seed=1):
     reads nan when its points are particles of the tilted law (``frozen`` non-empty: no proposal to
     redraw from); a nan elsewhere means the pass failed (a kernel not positive definite on those points)."""
     P, D = x.shape
-    base = _cached_samples.__wrapped__("mc", model.samples, D, P, model.depth, (model.seed, seed))  # used once: not cached
+    base = _cached_samples.__wrapped__("mc", model.samples, D, P, model.depth, (model.seed, seed))  # once: uncached
     fresh = _proposal(base, smp.R1, smp.R)
     ess = np.array(_saddle_map(model._mod, jnp.asarray(x), jnp.asarray(y), fresh, jnp.asarray(phi_hat), 0.0,
                                model.beta)[2])
